@@ -1,0 +1,30 @@
+"""`tokendrop`: one command line for every stage.
+
+Subcommands import their stage lazily, so `tokendrop --help` is fast and a
+stage's heavy dependencies load only when it runs.
+"""
+
+import argparse
+import importlib
+import sys
+
+# name -> (module with a `main(argv) -> int`, one-line help)
+SUBCOMMANDS = {
+    "demo": ("pipelines.demo", "run the local demo on the packaged IMDB corpus"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  parser = argparse.ArgumentParser(
+      prog="tokendrop", description="Token-dropping BERT pretraining: data, training, "
+      "evaluation and the TFX pipeline.")
+  parser.add_argument("command", choices=sorted(SUBCOMMANDS),
+                      help="; ".join(f"{name}: {doc}" for name, (_, doc) in SUBCOMMANDS.items()))
+  args, rest = parser.parse_known_args(argv[:1])
+  module = importlib.import_module(SUBCOMMANDS[args.command][0])
+  return module.main(argv[1:] + rest)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
