@@ -11,6 +11,7 @@ import sys
 # name -> (module with a `main(argv) -> int`, one-line help)
 SUBCOMMANDS = {
     "demo": ("pipelines.demo", "run the local demo on the packaged IMDB corpus"),
+    "train": ("trainer.train", "pretrain (Model Garden flags: --experiment, --config_file, ...)"),
 }
 
 

@@ -58,3 +58,13 @@ class SpecialTokenIds:
 
   def all_ids(self) -> tuple[int, ...]:
     return (self.pad, self.unk, self.cls, self.sep, self.mask)
+
+
+def is_reserved_token(token: str) -> bool:
+  """[PAD], [CLS], [unused17], ...: tokens that never occur in tokenized text."""
+  return len(token) > 2 and token.startswith("[") and token.endswith("]")
+
+
+def ordinary_token_ids(tokens: list[str]) -> list[int]:
+  """Ids a random MLM replacement may draw from: everything but reserved tokens."""
+  return [i for i, token in enumerate(tokens) if not is_reserved_token(token)]

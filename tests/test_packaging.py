@@ -1,0 +1,50 @@
+"""The distribution: setup.py builds a wheel with the console script, and the
+Dockerfile installs the same pins as the lock."""
+
+import pathlib
+import re
+import subprocess
+import sys
+import zipfile
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _lock_version(lock: str, package: str) -> str:
+  text = (REPO / "requirements" / lock).read_text()
+  return re.search(rf"^{re.escape(package)}==([^ ;\\]+)", text, re.M).group(1)
+
+
+def test_wheel_has_packages_and_tokendrop_console_script(tmp_path):
+  build = subprocess.run(
+      [sys.executable, "-c",
+       "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))",
+       str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert build.returncode == 0, build.stderr
+  wheel = tmp_path / build.stdout.strip().splitlines()[-1]
+  names = zipfile.ZipFile(wheel).namelist()
+  for module in ("trainer/vocab.py", "components/packaged_corpora.py", "pipelines/cli.py"):
+    assert module in names
+  assert not any(n.startswith("tests/") for n in names)
+  entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+  assert "tokendrop = pipelines.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_dockerfile_pins_match_the_lock():
+  dockerfile = (REPO / "Dockerfile").read_text()
+  assert f'"uv=={_lock_version("lock-test.txt", "uv")}"' in dockerfile
+  beam = _lock_version("lock.txt", "apache-beam")
+  assert f"apache/beam_python3.13_sdk:{beam} " in dockerfile
+  assert "--require-hashes /tmp/lock.txt" in dockerfile
+
+
+def test_locks_agree_on_every_runtime_pin():
+  def pins(lock):
+    return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==([^ ;\\]+)", (REPO / "requirements" / lock)
+                           .read_text(), re.M))
+  runtime, test = pins("lock.txt"), pins("lock-test.txt")
+  assert {name: test.get(name) for name in runtime} == runtime
+  for name, version in [("tfx", "1.21.0"), ("tensorflow", "2.21.0"), ("tensorflow-text", "2.21.1"),
+                        ("tensorflow-transform", "1.21.0"), ("apache-beam", "2.77.0"),
+                        ("tf-models-official", "2.20.0")]:
+    assert runtime[name] == version

@@ -1,0 +1,212 @@
+"""The token-dropping MLM task, registered with Model Garden's task factory.
+
+Per training step (the paper's section 3):
+  1. look up each input token's importance, the moving average of the MLM loss
+     its vocabulary id has received (or random scores for the ablation);
+  2. run the encoder, which drops the least important tokens from the middle
+     layers and merges them back before the last layer;
+  3. compute the MLM loss, and feed the per-prediction losses back into the
+     importance table (all-reduced across replicas, weight > 0 only).
+Evaluation runs the full model, without dropping.
+"""
+
+import os
+
+import tensorflow as tf
+import tf_keras
+from absl import logging
+from official.core import task_factory
+from official.modeling import tf_utils
+from official.nlp.modeling import layers, models
+from official.nlp.tasks import masked_lm
+
+from trainer import configs, data, masking, vocab
+from trainer.encoder import TokenDropBertEncoder
+from trainer.token_importance import TokenImportance
+
+
+def build_token_drop_encoder(encoder_cfg: configs.TokenDropBertEncoderConfig,
+                             allow_ids: tuple[int, ...],
+                             deny_ids: tuple[int, ...]) -> TokenDropBertEncoder:
+  keep = {}
+  if encoder_cfg.token_selection == "none":
+    keep["token_keep_ratio"] = 1.0
+  elif encoder_cfg.token_keep_ratio is not None:
+    keep["token_keep_ratio"] = encoder_cfg.token_keep_ratio
+  else:
+    keep["token_keep_k"] = encoder_cfg.token_keep_k
+  return TokenDropBertEncoder(
+      vocab_size=encoder_cfg.vocab_size,
+      hidden_size=encoder_cfg.hidden_size,
+      num_layers=encoder_cfg.num_layers,
+      num_attention_heads=encoder_cfg.num_attention_heads,
+      intermediate_size=encoder_cfg.intermediate_size,
+      activation=tf_utils.get_activation(encoder_cfg.hidden_activation),
+      dropout_rate=encoder_cfg.dropout_rate,
+      attention_dropout_rate=encoder_cfg.attention_dropout_rate,
+      max_sequence_length=encoder_cfg.max_position_embeddings,
+      type_vocab_size=encoder_cfg.type_vocab_size,
+      initializer=tf_keras.initializers.TruncatedNormal(stddev=encoder_cfg.initializer_range),
+      output_range=encoder_cfg.output_range,
+      embedding_width=encoder_cfg.embedding_size,
+      norm_first=encoder_cfg.norm_first,
+      token_drop_layer=encoder_cfg.token_drop_layer,
+      token_allow_ids=tuple(sorted(set(allow_ids))),
+      token_deny_ids=tuple(sorted(set(deny_ids))),
+      **keep)
+
+
+class TokenDropBertPretrainer(models.BertPretrainerV2):
+  """BertPretrainerV2 that owns the importance table and feeds it to the encoder.
+
+  The table is a model attribute, so training checkpoints carry it (resume,
+  warm start); `checkpoint_items` (encoder, masked_lm) stay those of a plain
+  BERT pretrainer.
+  """
+
+  def __init__(self, token_importance: TokenImportance, token_selection: str, **kwargs):
+    super().__init__(**kwargs)
+    self.token_importance = token_importance
+    self._token_selection = token_selection
+
+  def call(self, inputs, training=None):
+    if training and self._token_selection != "none":
+      word_ids = inputs["input_word_ids"]
+      if self._token_selection == "random":
+        importance = tf.random.uniform(tf.shape(word_ids))
+      else:
+        importance = self.token_importance.lookup(word_ids)
+      inputs = dict(inputs, token_importance=importance)
+    return super().call(inputs)
+
+
+@task_factory.register_task_cls(configs.TokenDropMaskedLMConfig)
+class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
+  """MLM pretraining with token dropping; `token_selection: none` is the BERT baseline."""
+
+  def _encoder_config(self) -> configs.TokenDropBertEncoderConfig:
+    encoder_cfg = self.task_config.model.encoder
+    if encoder_cfg.type != "any" or not isinstance(encoder_cfg.any,
+                                                     configs.TokenDropBertEncoderConfig):
+      raise ValueError("task.model.encoder must be `type: any` with a TokenDropBertEncoderConfig "
+                       "(the token_drop_bert/* experiments set it up)")
+    return encoder_cfg.any
+
+  def _special_ids(self, encoder_cfg) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The always-kept and always-dropped ids: explicit ids plus named tokens from the vocab."""
+    allow, deny = set(encoder_cfg.token_allow_list), set(encoder_cfg.token_deny_list)
+    named = tuple(encoder_cfg.token_allow_tokens) + tuple(encoder_cfg.token_deny_tokens)
+    if self.task_config.vocab_file:
+      index = {t: i for i, t in enumerate(vocab.load_vocab(self.task_config.vocab_file))}
+      if len(index) != encoder_cfg.vocab_size:
+        raise ValueError(f"task.vocab_file has {len(index)} tokens but "
+                         f"task.model.encoder.any.vocab_size is {encoder_cfg.vocab_size}; "
+                         "make them agree")
+      missing = [t for t in named if t not in index]
+      if missing:
+        raise ValueError(f"task.vocab_file lacks {missing}, named in token_allow_tokens/"
+                         "token_deny_tokens; fix the vocab or the lists")
+      allow |= {index[t] for t in encoder_cfg.token_allow_tokens}
+      deny |= {index[t] for t in encoder_cfg.token_deny_tokens}
+    elif named and not (allow or deny):
+      raise ValueError(f"task.vocab_file is empty, so {list(named)} cannot be resolved to ids; "
+                       "set task.vocab_file, or give token_allow_list/token_deny_list ids")
+    elif named:
+      logging.info("task.vocab_file is empty: using the explicit token_allow_list %s and "
+                   "token_deny_list %s only", sorted(allow), sorted(deny))
+    both = allow & deny
+    if both:
+      raise ValueError(f"ids {sorted(both)} are both always kept and always dropped; remove "
+                       "them from one list")
+    return tuple(sorted(allow)), tuple(sorted(deny))
+
+  def build_model(self, params=None) -> TokenDropBertPretrainer:
+    config = params or self.task_config.model
+    encoder_cfg = self._encoder_config()
+    allow_ids, deny_ids = self._special_ids(encoder_cfg)
+    encoder = build_token_drop_encoder(encoder_cfg, allow_ids, deny_ids)
+    cls_heads = [layers.ClassificationHead(**head.as_dict()) for head in config.cls_heads]
+    return TokenDropBertPretrainer(
+        token_importance=TokenImportance(vocab_size=encoder_cfg.vocab_size,
+                                         init_value=encoder_cfg.token_loss_init_value,
+                                         beta=encoder_cfg.token_loss_beta),
+        token_selection=encoder_cfg.token_selection,
+        mlm_activation=tf_utils.get_activation(config.mlm_activation),
+        mlm_initializer=tf_keras.initializers.TruncatedNormal(
+            stddev=config.mlm_initializer_range),
+        encoder_network=encoder,
+        classification_heads=cls_heads)
+
+  def build_inputs(self, params: data.TokenDropPretrainDataConfig, input_context=None):
+    spec = None
+    if getattr(params, "masking", "static") == "dynamic":
+      if not self.task_config.vocab_file:
+        raise ValueError("dynamic masking needs task.vocab_file for the [MASK] and ordinary "
+                         "token ids")
+      spec = masking.MaskingSpec.from_vocab_file(
+          self.task_config.vocab_file, params.max_predictions_per_seq, mask_rate=params.mask_rate)
+    return data.TokenDropPretrainDataLoader(params, spec).load(input_context)
+
+  def build_metrics(self, training=None):
+    metrics = super().build_metrics(training)
+    if training:
+      metrics += [tf_keras.metrics.Mean(name=f"token_importance_{stat}")
+                  for stat in ("mean", "std", "min", "max")]
+    return metrics
+
+  def build_losses(self, labels, model_outputs, metrics, aux_losses=None) -> tf.Tensor:
+    return self._losses(labels, model_outputs, metrics, aux_losses)[0]
+
+  def _losses(self, labels, model_outputs, metrics, aux_losses=None):
+    """(total loss, per-prediction MLM losses [batch, max_predictions_per_seq])."""
+    with tf.name_scope("TokenDropMaskedLMTask/losses"):
+      metrics = {metric.name: metric for metric in metrics}
+      prediction_losses = tf_keras.losses.sparse_categorical_crossentropy(
+          labels["masked_lm_ids"], tf.cast(model_outputs["mlm_logits"], tf.float32),
+          from_logits=True)
+      weights = labels["masked_lm_weights"]
+      mlm_loss = tf.math.divide_no_nan(tf.reduce_sum(prediction_losses * weights),
+                                       tf.reduce_sum(weights))
+      metrics["lm_example_loss"].update_state(mlm_loss)
+      total_loss = mlm_loss
+      if "next_sentence_labels" in labels:
+        sentence_loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(
+            labels["next_sentence_labels"], tf.cast(model_outputs["next_sentence"], tf.float32),
+            from_logits=True))
+        metrics["next_sentence_loss"].update_state(sentence_loss)
+        total_loss += sentence_loss
+      if aux_losses:
+        total_loss += tf.add_n(aux_losses)
+      return total_loss, prediction_losses
+
+  def train_step(self, inputs, model: TokenDropBertPretrainer, optimizer, metrics):
+    with tf.GradientTape() as tape:
+      outputs = model(inputs, training=True)
+      loss, prediction_losses = self._losses(inputs, outputs, metrics, model.losses)
+      if self.task_config.scale_loss:
+        scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+    tvars = model.trainable_variables
+    grads = tape.gradient(scaled_loss if self.task_config.scale_loss else loss, tvars)
+    optimizer.apply_gradients(list(zip(grads, tvars)))
+
+    model.token_importance.update(inputs["masked_lm_ids"], prediction_losses,
+                                  inputs["masked_lm_weights"])
+    self.process_metrics(metrics, inputs, outputs)
+    by_name = {m.name: m for m in metrics}
+    for stat, value in model.token_importance.statistics().items():
+      by_name[f"token_importance_{stat}"].update_state(value)
+    return {self.loss: loss}
+
+  def initialize(self, model: TokenDropBertPretrainer):
+    """Warm start from task.init_checkpoint: a TF2 BERT checkpoint or a Hugging Face directory."""
+    path = self.task_config.init_checkpoint
+    if not path:
+      return
+    if tf.io.gfile.isdir(path) and tf.io.gfile.exists(os.path.join(path, "config.json")):
+      from trainer import export
+
+      export.load_huggingface_weights(model, path)
+      logging.info("Initialized the encoder and MLM head from the Hugging Face model %s", path)
+      return
+    super().initialize(model)
+
