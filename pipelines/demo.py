@@ -8,6 +8,7 @@ over the first packed batch. Every number it prints is measured here.
 
 import argparse
 import itertools
+import json
 import tempfile
 import time
 
@@ -52,15 +53,17 @@ def main(argv: list[str]) -> int:
 
   start = time.perf_counter()
   schema = schema_utils.schema_from_feature_spec({"text": tf.io.FixedLenFeature([], tf.string)})
-  rows = []
-  with tempfile.TemporaryDirectory() as tmp, beam.Pipeline(
-      options=beam.options.pipeline_options.PipelineOptions(
-          ["--runner=DirectRunner", "--direct_running_mode=in_memory"])) as p:
-    with tft_beam.Context(temp_dir=tmp):
-      data = p | beam.Create([{"text": t} for t in texts])
-      (transformed, _), _ = ((data, dataset_metadata.DatasetMetadata(schema))
-                             | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
-      _ = transformed | beam.combiners.ToList() | beam.Map(rows.extend)
+  with tempfile.TemporaryDirectory() as tmp:
+    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
+        ["--runner=DirectRunner", "--direct_running_mode=in_memory"])) as p:
+      with tft_beam.Context(temp_dir=tmp):
+        data = p | beam.Create([{"text": t} for t in texts])
+        (transformed, _), _ = ((data, dataset_metadata.DatasetMetadata(schema))
+                               | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+        _ = (transformed | beam.Map(json.dumps, default=lambda a: a.tolist())
+             | beam.io.WriteToText(f"{tmp}/rows", shard_name_template=""))
+    with open(f"{tmp}/rows") as f:
+      rows = [json.loads(line) for line in f]
   seconds = time.perf_counter() - start
   stream = np.concatenate([np.asarray(r["token_ids"], np.int64) for r in rows])
   print(f"      longest review: {rows[0]['longest_document']} tokens")
