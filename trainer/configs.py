@@ -68,7 +68,8 @@ def _experiment(token_selection: str) -> cfg.ExperimentConfig:
           model=bert.PretrainerConfig(
               encoder=encoders.EncoderConfig(
                   type="any",
-                  any=TokenDropBertEncoderConfig(vocab_size=30522, token_selection=token_selection)),
+                  any=TokenDropBertEncoderConfig(vocab_size=30522,
+                                                 token_selection=token_selection)),
               cls_heads=[]),
           train_data=data.TokenDropPretrainDataConfig(),
           validation_data=data.TokenDropPretrainDataConfig(is_training=False)),

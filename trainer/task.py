@@ -187,7 +187,7 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
         scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
     tvars = model.trainable_variables
     grads = tape.gradient(scaled_loss if self.task_config.scale_loss else loss, tvars)
-    optimizer.apply_gradients(list(zip(grads, tvars)))
+    optimizer.apply_gradients(list(zip(grads, tvars, strict=True)))
 
     model.token_importance.update(inputs["masked_lm_ids"], prediction_losses,
                                   inputs["masked_lm_weights"])
