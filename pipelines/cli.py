@@ -11,6 +11,8 @@ import sys
 # name -> (module with a `main(argv) -> int`, one-line help)
 SUBCOMMANDS = {
     "demo": ("pipelines.demo", "run the local demo on the packaged IMDB corpus"),
+    "prepare-data": ("components.tokenize_pack.cli",
+                     "tokenize, pack and mask a text corpus into pretraining TFRecords (Beam)"),
     "train": ("trainer.train", "pretrain (Model Garden flags: --experiment, --config_file, ...)"),
 }
 

@@ -35,6 +35,10 @@ class NonFiniteLossError(RuntimeError):
   pass
 
 
+class ConfigError(ValueError):
+  """A config or flag the user can fix; printed as one line, without a traceback."""
+
+
 class TokenDropTrainer(base_trainer.Trainer):
   """Model Garden's trainer, plus progress with ETA and a stop on non-finite loss."""
 
@@ -89,7 +93,7 @@ def _parse_params():
   try:
     params = train_utils.parse_configuration(FLAGS)
   except (KeyError, ValueError, AttributeError, TypeError) as e:
-    raise app.UsageError(f"bad experiment config ({type(e).__name__}): {e}. Check --experiment, "
+    raise ConfigError(f"bad experiment config ({type(e).__name__}): {e}. Check --experiment, "
                          "--config_file and --params_override keys against "
                          "trainer/configs.py") from e
   return params
@@ -97,12 +101,19 @@ def _parse_params():
 
 def run(argv=None) -> None:
   del argv
+  try:
+    _run()
+  except (ConfigError, NonFiniteLossError) as e:
+    sys.exit(f"tokendrop train: {e}")
+
+
+def _run() -> None:
   if FLAGS.cpu_devices > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
   if not FLAGS.model_dir:
-    raise app.UsageError("--model_dir is required: checkpoints and summaries go there")
+    raise ConfigError("--model_dir is required: checkpoints and summaries go there")
   params = _parse_params()
   if "train" in FLAGS.mode:
     # Eval-only jobs do not write it, so a continuous_eval job never races the trainer.
@@ -110,13 +121,19 @@ def run(argv=None) -> None:
   if params.runtime.mixed_precision_dtype:
     performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
   strategy = _strategy(params)
+  logging.info("%s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
   with strategy.scope():
     experiment_task = task_factory.get_task(params.task, logging_dir=FLAGS.model_dir)
-    trainer = train_utils.create_trainer(
-        params, experiment_task, train="train" in FLAGS.mode,
-        evaluate=("eval" in FLAGS.mode) or FLAGS.mode == "continuous_eval",
-        checkpoint_exporter=train_utils.maybe_create_best_ckpt_exporter(params, FLAGS.model_dir),
-        trainer_cls=TokenDropTrainer)
+    try:
+      trainer = train_utils.create_trainer(
+          params, experiment_task, train="train" in FLAGS.mode,
+          evaluate=("eval" in FLAGS.mode) or FLAGS.mode == "continuous_eval",
+          checkpoint_exporter=train_utils.maybe_create_best_ckpt_exporter(params,
+                                                                          FLAGS.model_dir),
+          trainer_cls=TokenDropTrainer)
+    except (ValueError, FileNotFoundError) as e:
+      # Model-building errors a user causes (schedule, vocab, ids) name their config key.
+      raise ConfigError(f"invalid experiment config: {e}") from e
   train_lib.run_experiment(distribution_strategy=strategy, task=experiment_task,
                            mode=FLAGS.mode, params=params, model_dir=FLAGS.model_dir,
                            trainer=trainer)

@@ -1,0 +1,216 @@
+"""The data-preparation pipeline: read -> tokenize -> split -> pack -> mask -> write.
+
+    OUT/vocab.txt                                   the vocabulary (given, or learned first)
+    OUT/train/examples-SSSSS-of-NNNNN.tfrecord.gz   gzip TFRecords of tf.train.Examples
+    OUT/validation/examples-SSSSS-of-NNNNN.tfrecord.gz
+    OUT/transform_fn/, OUT/transformed_metadata/    the TFT text -> ids graph
+    OUT/stats.json                                  every count, exact, with derived rates
+
+`run` builds and runs it on the runner named in the Beam pipeline arguments
+(DirectRunner in memory by default), then reads back stats.json.
+"""
+
+import dataclasses
+import json
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_transform.beam as tft_beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+
+from components.tokenize_pack import config as config_lib
+from components.tokenize_pack import stats as stats_lib
+from components.tokenize_pack.config import PrepareDataConfig
+from components.tokenize_pack.learn_vocab import LearnVocab
+from components.tokenize_pack.mask import MaskTokens
+from components.tokenize_pack.pack import PackSequences, SplitTrainEval
+from components.tokenize_pack.read import (
+  PACKAGED_PREFIX,
+  ReadDocuments,
+  export_packaged_corpus,
+  list_input_files,
+)
+from components.tokenize_pack.tokenize import TEXT_FEATURE, TokenizeDocuments, make_preprocessing_fn
+from components.tokenize_pack.write import WriteExamples
+from trainer import vocab as vocab_lib
+
+# What a run writes; --overwrite removes these (and only these) first.
+OUTPUTS = ("train", "validation", "transform_fn", "transformed_metadata", "stats.json",
+           "vocab.txt", ".staging")
+
+
+class NoUsableTextError(ValueError):
+  """The corpus yielded no example; the message says what was dropped and why."""
+
+
+@dataclasses.dataclass
+class PrepareDataResult:
+  stats: dict  # stats.json as written
+  metric_counts: dict[str, int]  # the same counts, from the runner's Beam metrics
+  example_files: list[str]
+
+
+def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
+  """Beam options; DirectRunner in one process unless the arguments say otherwise."""
+  args = list(pipeline_args)
+  runners = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")]
+  if "--runner" in args:
+    runners.append(args[args.index("--runner") + 1])
+  if not runners:
+    args.append("--runner=DirectRunner")
+  # Without an explicit mode, Beam 2.77's DirectRunner may hand off to the heavy Prism runner.
+  direct = not runners or runners[-1] in ("DirectRunner", "direct")
+  if direct and not any(a.startswith("--direct_running_mode") for a in args):
+    args.append("--direct_running_mode=in_memory")
+  return PipelineOptions(args)
+
+
+def _clear_outputs(output_dir: str, overwrite: bool) -> None:
+  present = [name for name in OUTPUTS if FileSystems.exists(config_lib.join(output_dir, name))]
+  if present and not overwrite:
+    raise FileExistsError(f"--output_dir {output_dir} already holds {present}; pass --overwrite "
+                          "to replace them, or choose another directory")
+  if present:
+    FileSystems.delete([config_lib.join(output_dir, name) for name in present])
+
+
+def resolve_input_files(config: PrepareDataConfig) -> list[str]:
+  patterns = []
+  for pattern in config.input_patterns:
+    if pattern.startswith(PACKAGED_PREFIX):
+      pattern = export_packaged_corpus(pattern[len(PACKAGED_PREFIX):],
+                                       config_lib.join(config.staging_dir, "packaged"))
+    patterns.append(pattern)
+  return list_input_files(tuple(patterns))
+
+
+def _read(pipeline: beam.Pipeline, config: PrepareDataConfig, files: list[str]):
+  return pipeline | "ReadDocuments" >> ReadDocuments(
+      files, config.input_format, config.text_field, config.max_document_chars,
+      config.chunk_chars)
+
+
+def write_vocab(config: PrepareDataConfig, given: list[str] | None, files: list[str],
+                options: PipelineOptions) -> None:
+  """OUT/vocab.txt: the given vocab's tokens, or a vocab learned from the corpus on Beam."""
+  if given is not None:
+    _write_text(config.output_vocab_file, "".join(f"{token}\n" for token in given))
+    return
+  pipeline = beam.Pipeline(options=options)
+  chunks, _ = _read(pipeline, config, files)
+  _ = chunks | "LearnVocab" >> LearnVocab(config.output_vocab_file, config.learn_vocab_size,
+                                          config.special_tokens, config.lower_case)
+  _run(pipeline)
+
+
+def _run(pipeline: beam.Pipeline) -> beam.runners.runner.PipelineResult:
+  result = pipeline.run()
+  state = result.wait_until_finish()
+  if state != beam.runners.runner.PipelineState.DONE:
+    raise RuntimeError(f"the Beam pipeline ended in state {state}")
+  return result
+
+
+def _write_text(path: str, text: str) -> None:
+  with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    f.write(text.encode("utf-8"))
+
+
+def _recorded_config(config: PrepareDataConfig) -> dict:
+  # The output directory is left out: two runs into different places give equal stats.json.
+  recorded = dataclasses.asdict(config)
+  del recorded["output_dir"]
+  recorded["input_patterns"] = list(config.input_patterns)
+  recorded["special_tokens"] = list(config.special_tokens)
+  return recorded
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PrepareDataConfig, files: list[str]) -> None:
+  vocab_file = config.output_vocab_file
+  chunks, read_stats = _read(pipeline, config, files)
+  tokenized, tokenize_stats = chunks | "TokenizeDocuments" >> TokenizeDocuments(
+      vocab_file, config.lower_case)
+  split, split_stats = tokenized | "SplitTrainEval" >> SplitTrainEval(config.validation_fraction)
+  packed, pack_stats = split | "PackSequences" >> PackSequences(
+      config.packing, config.seq_length, vocab_file, config.seed, config.short_seq_prob)
+  all_stats = [read_stats, tokenize_stats, split_stats, pack_stats]
+  if config.masking == "static":
+    packed, mask_stats = packed | "MaskTokens" >> MaskTokens(
+        vocab_file, config.seq_length, config.max_predictions_per_seq, config.masked_lm_prob,
+        config.dupe_factor, config.whole_word_masking, config.seed)
+    all_stats.append(mask_stats)
+  _, write_stats = packed | "WriteExamples" >> WriteExamples(
+      config.output_dir, config_lib.join(config.staging_dir, "examples"), config.num_shards,
+      config.seed, config_lib.SPLITS)
+  all_stats.append(write_stats)
+
+  recorded = _recorded_config(config)
+  stats_path = config_lib.join(config.output_dir, "stats.json")
+  _ = (all_stats
+       | "FlattenStats" >> beam.Flatten()
+       | "SumStats" >> beam.CombineGlobally(stats_lib.SumCounts())
+       | "WriteStats" >> beam.Map(
+           lambda counts: _write_text(stats_path, stats_lib.stats_json(counts, recorded))))
+
+  if config.write_transform_fn:
+    tokens = vocab_lib.load_vocab(vocab_file)
+    schema = schema_utils.schema_from_feature_spec(
+        {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string)})
+    # The preprocessing_fn has no analyzers, so the graph needs no data to be built.
+    no_data = pipeline | "NoRawData" >> beam.Create([], reshuffle=False)
+    transform_fn = ((no_data, dataset_metadata.DatasetMetadata(schema))
+                    | "AnalyzeTokenizer" >> tft_beam.AnalyzeDataset(
+                        make_preprocessing_fn(tokens, config.lower_case)))
+    _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(config.output_dir)
+
+
+def describe_empty(stats: dict, config: PrepareDataConfig) -> str:
+  files, documents = stats["files"], stats["documents"]
+  dropped = {reason: n for reason, n in documents["dropped"].items() if n}
+  hints = []
+  if files["skipped_binary"]:
+    hints.append(f"{files['skipped_binary']} file(s) were binary: pass text or JSONL files")
+  if dropped.get("missing_text_field"):
+    hints.append(f"JSONL records lack the field {config.text_field!r}: set --text_field")
+  if dropped.get("invalid_json") and config.input_format == "jsonl":
+    hints.append("lines are not JSON objects: is the input plain text? use --format text")
+  if not hints:
+    hints.append("check that --input points at the corpus and that --format matches it")
+  return (f"no usable text in --input {','.join(config.input_patterns)}: {files['read']} file(s) "
+          f"read ({files['empty']} empty, {files['skipped_binary']} binary), "
+          f"{documents['read']} document(s) found, dropped {dropped or 'none'}, so no example "
+          f"was written. Fix: " + "; ".join(hints) + ".")
+
+
+def run(config: PrepareDataConfig, pipeline_args: list[str],
+        overwrite: bool = False) -> PrepareDataResult:
+  """Runs the whole preparation; raises NoUsableTextError when no example could be made."""
+  options = pipeline_options(pipeline_args)
+  given = None
+  if config.vocab_file is not None:  # read first: it may be an earlier run's OUT/vocab.txt
+    given = vocab_lib.load_vocab(config.vocab_file)
+    vocab_lib.SpecialTokenIds.from_vocab(given, source=f"--vocab {config.vocab_file!r}")
+  _clear_outputs(config.output_dir, overwrite)
+  files = resolve_input_files(config)
+  write_vocab(config, given, files, options)
+
+  pipeline = beam.Pipeline(options=options)
+  with tft_beam.Context(temp_dir=config_lib.join(config.staging_dir, "tft")):
+    build_pipeline(pipeline, config, files)
+    result = _run(pipeline)
+  if FileSystems.exists(config.staging_dir):
+    FileSystems.delete([config.staging_dir])
+
+  with FileSystems.open(config_lib.join(config.output_dir, "stats.json"),
+                        compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    stats = json.loads(f.read().decode("utf-8"))
+  if not stats["examples"]["total"]:
+    raise NoUsableTextError(describe_empty(stats, config))
+  example_files = sorted(
+      config_lib.shard_path(config.output_dir, split, shard, config.num_shards)
+      for split in config_lib.SPLITS for shard in range(config.num_shards))
+  return PrepareDataResult(stats=stats, metric_counts=stats_lib.counts_from_metrics(result),
+                           example_files=example_files)

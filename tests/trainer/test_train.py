@@ -1,0 +1,238 @@
+"""The seed-compatible command line, end to end on real packed IMDB data.
+
+Each test runs `python -m trainer.train` in a subprocess, as a user would,
+and checks what it leaves in --model_dir: checkpoints, summaries, the
+importance table, and the logs.
+"""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+from trainer import vocab
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+VOCAB = vocab.bert_base_uncased_vocab_path()
+INIT = 10.0
+
+
+def _command(model_dir, packed_data, *overrides, mode="train_and_eval", extra_flags=()):
+  train, evaluation = packed_data
+  override = ",".join([
+      f"task.train_data.input_path={train}",
+      f"task.validation_data.input_path={evaluation}",
+      f"task.vocab_file={VOCAB}",
+      "runtime.distribution_strategy=one_device",
+      *overrides,
+  ])
+  return [sys.executable, "-m", "trainer.train",
+          "--experiment=token_drop_bert/pretraining",
+          "--config_file=configs/wiki_books_pretrain_sequence_pack.yaml",
+          "--config_file=configs/bert_en_uncased_base_token_drop.yaml",
+          "--config_file=configs/tiny_token_drop.yaml",
+          f"--params_override={override}",
+          f"--model_dir={model_dir}", f"--mode={mode}", *extra_flags]
+
+
+def _run(command, timeout=600, env=None):
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **(env or {})})
+
+
+def _checkpoint_steps(model_dir):
+  return sorted(int(p.name.split("-")[1].split(".")[0])
+                for p in pathlib.Path(model_dir).glob("ckpt-*.index"))
+
+
+def _importance_table(checkpoint_prefix):
+  reader = tf.train.load_checkpoint(str(checkpoint_prefix))
+  keys = [k for k in reader.get_variable_to_shape_map()
+          if "token_importance" in k and k.endswith("VARIABLE_VALUE")]
+  assert len(keys) == 1, keys
+  return reader.get_tensor(keys[0])
+
+
+def _summary_tags(directory):
+  tags = set()
+  for events in pathlib.Path(directory).glob("events.out.tfevents.*"):
+    for event in tf.compat.v1.train.summary_iterator(str(events)):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+def test_seed_command_line_trains_evaluates_and_writes_everything(tmp_path, packed_data):
+  model_dir = tmp_path / "model"
+  result = _run(_command(model_dir, packed_data, "trainer.train_steps=20"))
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  assert _checkpoint_steps(model_dir) == [20]
+  params = yaml.safe_load((model_dir / "params.yaml").read_text())
+  encoder = params["task"]["model"]["encoder"]["any"]
+  assert (encoder["num_layers"], encoder["hidden_size"], encoder["token_keep_k"]) == (4, 64, 32)
+  assert encoder["token_loss_beta"] == 0.995
+
+  assert {"training_loss", "masked_lm_accuracy", "learning_rate", "token_importance_mean",
+          "token_importance_std", "steps_per_second"} <= _summary_tags(model_dir / "train")
+  assert {"masked_lm_accuracy", "lm_example_loss"} <= _summary_tags(model_dir / "validation")
+  assert "masked_lm_accuracy" in result.stderr  # the eval report
+  assert "ETA" in result.stderr
+
+  table = _importance_table(model_dir / "ckpt-20")
+  special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+  assert table.shape == (30522,)
+  # [CLS]/[SEP]/[PAD] are never MLM targets: untouched. Frequent words were predicted.
+  assert table[[special.cls, special.sep, special.pad]].tolist() == [INIT] * 3
+  the = vocab.load_vocab(VOCAB).index("the")
+  assert table[the] < INIT
+  assert 0 < np.sum(table != INIT) < 30522
+
+
+def test_kill_9_then_same_command_resumes_from_latest_checkpoint(tmp_path, packed_data):
+  model_dir = tmp_path / "model"
+  command = _command(model_dir, packed_data, "trainer.train_steps=400",
+                     "trainer.checkpoint_interval=10", "trainer.validation_interval=1000",
+                     mode="train")
+  process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+  try:
+    deadline = time.monotonic() + 300
+    while not [s for s in _checkpoint_steps(model_dir) if s >= 30]:
+      assert process.poll() is None, "training ended before it could be killed"
+      assert time.monotonic() < deadline
+      time.sleep(0.5)
+  finally:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+  latest = _checkpoint_steps(model_dir)[-1]
+  assert latest < 400
+  before = _importance_table(model_dir / f"ckpt-{latest}")
+
+  result = _run(command)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"ckpt-{latest}" in result.stderr  # orbit reports the checkpoint it restored
+  steps = _checkpoint_steps(model_dir)
+  assert steps[-1] == 400 and latest + 10 in steps
+  after = _importance_table(model_dir / f"ckpt-{latest + 10}")
+  # Ten more steps touch a few hundred ids; a table that restarted from its
+  # init would hold 10.0 wherever the restored one had learned something.
+  learned = before != INIT
+  assert learned.sum() > 100
+  assert np.all(after[learned] != INIT)
+  untouched = np.isclose(after, before)
+  assert untouched.sum() > 0.9 * len(before)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, packed_data):
+  model_dir = tmp_path / "model"
+  good = _run(_command(model_dir, packed_data, "trainer.train_steps=10", mode="train"))
+  assert good.returncode == 0, good.stderr[-3000:]
+  good_table = _importance_table(model_dir / "ckpt-10")
+
+  diverging = _run(_command(
+      model_dir, packed_data, "trainer.train_steps=60", "trainer.checkpoint_interval=10",
+      "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=1e30",
+      "trainer.optimizer_config.warmup.polynomial.warmup_steps=0", mode="train"))
+  assert diverging.returncode == 1
+  assert "tokendrop train: training loss is nan" in diverging.stderr
+  assert "The last good checkpoint in --model_dir is kept" in diverging.stderr
+  assert _checkpoint_steps(model_dir) == [10]
+  np.testing.assert_array_equal(_importance_table(model_dir / "ckpt-10"), good_table)
+
+
+def test_mirrored_on_two_cpu_devices_trains(tmp_path, packed_data):
+  model_dir = tmp_path / "model"
+  result = _run(_command(model_dir, packed_data, "trainer.train_steps=10",
+                         "runtime.distribution_strategy=mirrored", mode="train",
+                         extra_flags=["--cpu_devices=2"]))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "MirroredStrategy with 2 replicas" in result.stderr
+  assert _checkpoint_steps(model_dir) == [10]
+
+
+REPLICA_CHECK = """
+import sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from official.core import task_factory, train_utils
+from trainer import configs, task
+params = train_utils.parse_configuration(train_utils.ParseConfigOptions(
+    experiment="token_drop_bert/pretraining", config_file=sys.argv[1].split(","),
+    params_override=sys.argv[2]))
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+  t = task_factory.get_task(params.task)
+  model = t.build_model()
+  optimizer = train_utils.create_optimizer(t, params)
+  metrics = t.build_metrics(training=True)
+dataset = strategy.distribute_datasets_from_function(
+    lambda context: t.build_inputs(params.task.train_data, context))
+iterator = iter(dataset)
+
+@tf.function
+def step(inputs):
+  strategy.run(t.train_step, args=(inputs, model, optimizer, metrics))
+
+for _ in range(6):
+  step(next(iterator))
+replicas = [v.numpy() for v in model.token_importance.table.values]
+print("REPLICAS", len(replicas), int(np.sum(replicas[0] != 10.0)),
+      bool(np.array_equal(replicas[0], replicas[1])))
+"""
+
+
+def test_mirrored_replicas_hold_identical_importance_tables(packed_data):
+  command = _command("unused", packed_data)
+  config_files = ",".join(f.split("=", 1)[1] for f in command if f.startswith("--config_file"))
+  override = next(f.split("=", 1)[1] for f in command if f.startswith("--params_override"))
+  result = _run([sys.executable, "-c", REPLICA_CHECK, config_files, override])
+  assert result.returncode == 0, result.stderr[-3000:]
+  _, replicas, learned, identical = result.stdout.split("REPLICAS")[1].split()
+  assert replicas == "2" and int(learned) > 50 and identical == "True"
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_multi_worker_mirrored_with_two_local_workers(tmp_path, packed_data):
+  model_dir = tmp_path / "model"
+  workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+  command = _command(model_dir, packed_data, "trainer.train_steps=10",
+                     "runtime.distribution_strategy=multi_worker_mirrored",
+                     "task.train_data.sharding=false", mode="train")
+  processes = []
+  for index in range(2):
+    tf_config = ('{"cluster": {"worker": ["%s", "%s"]}, "task": {"type": "worker", "index": %d}}'
+                 % (*workers, index))
+    processes.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True,
+                                      env={**os.environ, "TF_CONFIG": tf_config}))
+  outputs = [p.communicate(timeout=600) for p in processes]
+  for process, (_, stderr) in zip(processes, outputs, strict=True):
+    assert process.returncode == 0, stderr[-3000:]
+  assert _checkpoint_steps(model_dir) == [10]  # the chief writes; the other worker's copy is temp
+
+
+@pytest.mark.parametrize("override,message", [
+    ("task.model.encoder.any.token_keep_kk=3", "bad experiment config"),
+    ("task.model.encoder.any.token_drop_layer=3", "invalid experiment config"),
+    ("task.train_data.input_path=/nonexistent/*.gz", "matches no files"),
+])
+def test_config_mistakes_are_one_clear_line(tmp_path, packed_data, override, message):
+  result = _run(_command(tmp_path / "model", packed_data, override, mode="train"))
+  assert result.returncode == 1
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert last_line.startswith("tokendrop train: ") and message in last_line

@@ -1,0 +1,79 @@
+"""The importance of each vocabulary id: a moving average of the MLM loss it receives.
+
+The paper (section 3.2) scores a token by how hard it is to predict: ids whose
+masked predictions keep a high loss are important and stay in the middle
+layers. The table starts high (10.0, above the ~ln(vocab_size) loss of an
+untrained model), so ids not yet seen are kept rather than dropped.
+"""
+
+import tensorflow as tf
+
+
+class TokenImportance(tf.Module):
+  """A non-trainable [vocab_size] table, identical on every replica.
+
+  Create it under the distribution strategy's scope. `update` must run in
+  replica context (inside `strategy.run`, or with no strategy at all): it
+  all-reduces the batch statistics, so every replica applies the same update
+  computed from the global batch.
+  """
+
+  def __init__(self, vocab_size: int, init_value: float = 10.0, beta: float = 0.995,
+               name: str = "token_importance"):
+    if vocab_size < 1:
+      raise ValueError(f"TokenImportance needs vocab_size >= 1, got {vocab_size}")
+    if not 0.0 < beta < 1.0:
+      raise ValueError(f"TokenImportance beta (token_loss_beta) must be in (0, 1), got {beta}")
+    super().__init__(name=name)
+    self.vocab_size = vocab_size
+    self.beta = beta
+    with self.name_scope:
+      # Every replica computes the same new value from all-reduced statistics,
+      # so taking the first replica's write keeps the mirrors identical.
+      self.table = tf.Variable(
+          tf.fill([vocab_size], float(init_value)), trainable=False, name="table",
+          synchronization=tf.VariableSynchronization.ON_WRITE,
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+  def lookup(self, word_ids: tf.Tensor) -> tf.Tensor:
+    """The importance of each input token: float32, the shape of `word_ids`."""
+    return tf.gather(self.table, word_ids)
+
+  def update(self, masked_lm_ids: tf.Tensor, per_token_losses: tf.Tensor,
+             masked_lm_weights: tf.Tensor) -> None:
+    """Moves each predicted id's importance towards its mean loss in the global batch.
+
+    For ids predicted at least once (weight > 0) across all replicas:
+    `table[id] = beta * table[id] + (1 - beta) * mean loss of id`; other ids
+    keep their value.
+
+    Args:
+      masked_lm_ids: [batch, max_predictions_per_seq] the predicted ids.
+      per_token_losses: [batch, max_predictions_per_seq] each prediction's loss.
+      masked_lm_weights: [batch, max_predictions_per_seq]; 0 marks a padding slot.
+    """
+    counted = tf.reshape(masked_lm_weights, [-1]) > 0
+    ids = tf.reshape(tf.cast(masked_lm_ids, tf.int32), [-1])
+    losses = tf.reshape(tf.cast(tf.stop_gradient(per_token_losses), tf.float32), [-1])
+    # Padding slots carry arbitrary ids and losses: zero them out before summing.
+    loss_sums = tf.math.unsorted_segment_sum(tf.where(counted, losses, 0.0), ids,
+                                             self.vocab_size)
+    counts = tf.math.unsorted_segment_sum(tf.cast(counted, tf.float32), ids, self.vocab_size)
+
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context is not None:
+      loss_sums, counts = replica_context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                                     [loss_sums, counts])
+    mean_losses = tf.math.divide_no_nan(loss_sums, counts)
+    moved = self.beta * self.table + (1.0 - self.beta) * mean_losses
+    self.table.assign(tf.where(counts > 0, moved, self.table))
+
+  def statistics(self) -> dict[str, tf.Tensor]:
+    """Mean, std, min and max of the table, for TensorBoard.
+
+    Taken over the whole vocabulary, as the selection sees it: ids never
+    predicted count with their initial value.
+    """
+    mean, variance = tf.nn.moments(self.table, axes=[0])
+    return {"mean": mean, "std": tf.sqrt(variance), "min": tf.reduce_min(self.table),
+            "max": tf.reduce_max(self.table)}
