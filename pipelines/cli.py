@@ -14,6 +14,9 @@ SUBCOMMANDS = {
     "prepare-data": ("components.tokenize_pack.cli",
                      "tokenize, pack and mask a text corpus into pretraining TFRecords (Beam)"),
     "train": ("trainer.train", "pretrain (Model Garden flags: --experiment, --config_file, ...)"),
+    "export": ("trainer.export_cli",
+               "export a training run as a standard BERT checkpoint (TF2, Hugging Face, "
+               "SavedModel)"),
 }
 
 

@@ -183,10 +183,17 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
     with tf.GradientTape() as tape:
       outputs = model(inputs, training=True)
       loss, prediction_losses = self._losses(inputs, outputs, metrics, model.losses)
+      objective = loss
       if self.task_config.scale_loss:
-        scaled_loss = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        objective = loss / tf.distribute.get_strategy().num_replicas_in_sync
+      # runtime.mixed_precision_dtype=float16 wraps the optimizer in a loss scaler.
+      loss_scaled = isinstance(optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+      if loss_scaled:
+        objective = optimizer.get_scaled_loss(objective)
     tvars = model.trainable_variables
-    grads = tape.gradient(scaled_loss if self.task_config.scale_loss else loss, tvars)
+    grads = tape.gradient(objective, tvars)
+    if loss_scaled:
+      grads = optimizer.get_unscaled_gradients(grads)
     optimizer.apply_gradients(list(zip(grads, tvars, strict=True)))
 
     model.token_importance.update(inputs["masked_lm_ids"], prediction_losses,

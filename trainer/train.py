@@ -118,6 +118,11 @@ def _run() -> None:
   if "train" in FLAGS.mode:
     # Eval-only jobs do not write it, so a continuous_eval job never races the trainer.
     train_utils.serialize_config(params, FLAGS.model_dir)
+  if params.runtime.enable_xla:
+    # As Model Garden's keras_utils.set_session_config: XLA auto-clustering of the step's graph.
+    # It applies on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit; TPU steps are
+    # always compiled by XLA.
+    tf.config.optimizer.set_jit("autoclustering")
   if params.runtime.mixed_precision_dtype:
     performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
   strategy = _strategy(params)
@@ -133,7 +138,9 @@ def _run() -> None:
           trainer_cls=TokenDropTrainer)
     except (ValueError, FileNotFoundError) as e:
       # Model-building errors a user causes (schedule, vocab, ids) name their config key.
-      raise ConfigError(f"invalid experiment config: {e}") from e
+      # gin appends "In call to configurable ..." lines to the message; keep the first.
+      reason = str(e).strip().splitlines()[0]
+      raise ConfigError(f"invalid experiment config: {reason}") from e
   train_lib.run_experiment(distribution_strategy=strategy, task=experiment_task,
                            mode=FLAGS.mode, params=params, model_dir=FLAGS.model_dir,
                            trainer=trainer)

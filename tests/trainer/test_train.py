@@ -5,6 +5,7 @@ and checks what it leaves in --model_dir: checkpoints, summaries, the
 importance table, and the logs.
 """
 
+import json
 import os
 import pathlib
 import signal
@@ -16,9 +17,8 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
-from trainer import vocab
+from trainer import export_cli, vocab
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VOCAB = vocab.bert_base_uncased_vocab_path()
@@ -69,16 +69,23 @@ def _summary_tags(directory):
   return tags
 
 
-def test_seed_command_line_trains_evaluates_and_writes_everything(tmp_path, packed_data):
-  model_dir = tmp_path / "model"
-  result = _run(_command(model_dir, packed_data, "trainer.train_steps=20"))
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, packed_data):
+  """(model_dir, completed process) of the seed command line, 20 steps, train_and_eval."""
+  model_dir = tmp_path_factory.mktemp("seed_run") / "model"
+  return model_dir, _run(_command(model_dir, packed_data, "trainer.train_steps=20"))
+
+
+def test_seed_command_line_trains_evaluates_and_writes_everything(trained_run):
+  model_dir, result = trained_run
   assert result.returncode == 0, result.stderr[-3000:]
 
-  assert _checkpoint_steps(model_dir) == [20]
-  params = yaml.safe_load((model_dir / "params.yaml").read_text())
-  encoder = params["task"]["model"]["encoder"]["any"]
-  assert (encoder["num_layers"], encoder["hidden_size"], encoder["token_keep_k"]) == (4, 64, 32)
-  assert encoder["token_loss_beta"] == 0.995
+  # tf.train.CheckpointManager saves at the first loop (step 10), then every checkpoint_interval.
+  assert _checkpoint_steps(model_dir) == [10, 20]
+  # Model Garden writes tuples as !!python/tuple, so read params.yaml with its reader.
+  encoder = export_cli.load_run_params(str(model_dir)).task.model.encoder.any
+  assert (encoder.num_layers, encoder.hidden_size, encoder.token_keep_k) == (4, 64, 32)
+  assert encoder.token_loss_beta == 0.995
 
   assert {"training_loss", "masked_lm_accuracy", "learning_rate", "token_importance_mean",
           "token_importance_std", "steps_per_second"} <= _summary_tags(model_dir / "train")
@@ -99,7 +106,8 @@ def test_seed_command_line_trains_evaluates_and_writes_everything(tmp_path, pack
 def test_kill_9_then_same_command_resumes_from_latest_checkpoint(tmp_path, packed_data):
   model_dir = tmp_path / "model"
   command = _command(model_dir, packed_data, "trainer.train_steps=400",
-                     "trainer.checkpoint_interval=10", "trainer.validation_interval=1000",
+                     "trainer.checkpoint_interval=10", "trainer.max_to_keep=100",
+                     "trainer.validation_interval=1000",
                      mode="train")
   process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
@@ -197,7 +205,7 @@ def test_mirrored_replicas_hold_identical_importance_tables(packed_data):
   override = next(f.split("=", 1)[1] for f in command if f.startswith("--params_override"))
   result = _run([sys.executable, "-c", REPLICA_CHECK, config_files, override])
   assert result.returncode == 0, result.stderr[-3000:]
-  _, replicas, learned, identical = result.stdout.split("REPLICAS")[1].split()
+  replicas, learned, identical = result.stdout.split("REPLICAS")[1].split()
   assert replicas == "2" and int(learned) > 50 and identical == "True"
 
 
@@ -215,8 +223,8 @@ def test_multi_worker_mirrored_with_two_local_workers(tmp_path, packed_data):
                      "task.train_data.sharding=false", mode="train")
   processes = []
   for index in range(2):
-    tf_config = ('{"cluster": {"worker": ["%s", "%s"]}, "task": {"type": "worker", "index": %d}}'
-                 % (*workers, index))
+    tf_config = json.dumps({"cluster": {"worker": workers},
+                            "task": {"type": "worker", "index": index}})
     processes.append(subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True,
                                       env={**os.environ, "TF_CONFIG": tf_config}))
@@ -236,3 +244,46 @@ def test_config_mistakes_are_one_clear_line(tmp_path, packed_data, override, mes
   assert result.returncode == 1
   last_line = result.stderr.strip().splitlines()[-1]
   assert last_line.startswith("tokendrop train: ") and message in last_line
+
+
+def test_export_cli_writes_a_standard_bert_that_matches_the_trained_encoder(tmp_path,
+                                                                            trained_run):
+  model_dir, result = trained_run
+  assert result.returncode == 0, result.stderr[-3000:]
+  out = tmp_path / "export"
+  exported = _run([sys.executable, "-m", "pipelines.cli", "export", f"--model_dir={model_dir}",
+                   f"--output_dir={out}"])
+  assert exported.returncode == 0, exported.stderr[-3000:]
+  assert {p.name for p in (out / "tf2").iterdir()} >= {"bert_config.json", "vocab.txt",
+                                                       "bert_model.ckpt.index"}
+
+  from official.core import task_factory
+  from official.nlp.modeling import networks
+
+  from trainer import export
+
+  # The trained model, restored from the run's checkpoint and run without dropping ...
+  params = export_cli.load_run_params(str(model_dir))
+  trained = task_factory.get_task(params.task).build_model()
+  trained(export_cli._dummy_inputs(params))
+  tf.train.Checkpoint(model=trained).read(str(model_dir / "ckpt-20")).expect_partial()
+  # ... against a plain BertEncoderV2 restored from the export, every variable matched.
+  plain = export.build_bert_encoder_from_bert_config(str(out / "tf2" / "bert_config.json"))
+  assert isinstance(plain, networks.BertEncoderV2)
+  export.restore_encoder(plain, str(out / "tf2" / "bert_model.ckpt"))
+  rng = np.random.default_rng(0)
+  inputs = {"input_word_ids": tf.constant(rng.integers(0, 30522, (2, 64)), tf.int32),
+            "input_mask": tf.ones((2, 64), tf.int32),
+            "input_type_ids": tf.zeros((2, 64), tf.int32)}
+  np.testing.assert_allclose(plain(inputs)["sequence_output"].numpy(),
+                             trained.encoder_network(inputs)["sequence_output"].numpy(),
+                             atol=1e-5)
+
+
+def test_export_cli_without_a_run_is_one_clear_line(tmp_path):
+  result = _run([sys.executable, "-m", "pipelines.cli", "export", f"--model_dir={tmp_path}",
+                 f"--output_dir={tmp_path / 'out'}"])
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1] == (
+      f"tokendrop export: {tmp_path}/params.yaml does not exist; --model_dir must be the "
+      "--model_dir of a `tokendrop train` run (it writes params.yaml there)")

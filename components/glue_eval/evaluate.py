@@ -1,0 +1,80 @@
+"""The whole evaluation: read every task, fine-tune, score, decide, write the reports.
+
+`tokendrop evaluate-glue` and the GlueEvaluator component both run `evaluate_glue`.
+"""
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from components.glue_eval import blessing as blessing_lib
+from components.glue_eval import data as data_lib
+from components.glue_eval import finetune
+from components.glue_eval import report as report_lib
+from components.glue_eval.tasks import Task
+from components.glue_eval.tokenize import PairEncoder
+from trainer import export
+
+
+@dataclasses.dataclass(frozen=True)
+class BlessingPolicy:
+  """Bless when the GLUE score >= threshold and >= the baseline's score - tolerance."""
+  threshold: float
+  tolerance: float = 0.0
+
+  def __post_init__(self):
+    if self.tolerance < 0:
+      raise ValueError(f"tolerance {self.tolerance} must be >= 0: it is how much worse than the "
+                       "baseline a model may score")
+
+
+def _check_seq_length(checkpoint_dir: str, max_seq_length: int) -> None:
+  with tf.io.gfile.GFile(os.path.join(checkpoint_dir, export.BERT_CONFIG_NAME)) as f:
+    max_positions = json.load(f).get("max_position_embeddings")
+  if max_positions is not None and max_seq_length > max_positions:
+    raise ValueError(f"max_seq_length {max_seq_length} exceeds the checkpoint's "
+                     f"max_position_embeddings {max_positions}; use at most {max_positions}")
+
+
+def evaluate_glue(checkpoint: str, tasks: Sequence[Task], output_dir: str, *,
+                  glue_dir: str | None = None, tfds_data_dir: str | None = None,
+                  config: finetune.FineTuneConfig | None = None,
+                  lower_case: bool = True, baseline_report: dict | None = None,
+                  policy: BlessingPolicy | None = None) -> dict:
+  """Fine-tunes `checkpoint` (an export's tf2/ or its root) on `tasks`; returns the report.
+
+  Every task's data is read before any training, so a missing file fails in seconds. With a
+  policy, the report's "blessing" holds the decision, against the baseline report's GLUE
+  score when one is given.
+  """
+  config = config or finetune.FineTuneConfig()
+  checkpoint_dir = finetune.find_checkpoint_dir(checkpoint)
+  _check_seq_length(checkpoint_dir, config.max_seq_length)
+  task_data = [data_lib.read_task(task, glue_dir, tfds_data_dir) for task in tasks]
+  encoder = PairEncoder(os.path.join(checkpoint_dir, export.VOCAB_NAME), config.max_seq_length,
+                        lower_case)
+  tensorboard_dir = os.path.join(output_dir, report_lib.TENSORBOARD_DIR)
+  results = {}
+  for data in task_data:
+    logging.info("fine-tuning on %s: %d train, %s dev examples", data.task.display_name,
+                 len(data.train.examples), {s: len(d.examples) for s, d in data.dev.items()})
+    results[data.task.name] = (data, finetune.fine_tune_task(checkpoint_dir, data, encoder, config,
+                                                             tensorboard_dir))
+  report = report_lib.build_report(checkpoint_dir, results, config)
+  baseline_score = None
+  if baseline_report is not None:
+    baseline_score = report_lib.baseline_glue_score(baseline_report, list(results))
+    report["baseline"] = {"checkpoint": baseline_report.get("checkpoint"),
+                          "glue_score_on_these_tasks": baseline_score}
+    if baseline_score is None:
+      logging.warning("the baseline report lacks some of the tasks %s; it is not compared",
+                      list(results))
+  if policy is not None:
+    report["blessing"] = blessing_lib.decide(report["glue_score"], policy.threshold,
+                                             baseline_score, policy.tolerance).to_dict()
+  report_lib.write_report_files(report, output_dir, baseline_report)
+  return report

@@ -1,0 +1,215 @@
+"""Fine-tune the exported checkpoint on one task: an lr grid, several seeds, the median.
+
+Every run starts from the TF2 checkpoint restored into a plain BertEncoderV2, every token
+through every layer: the point of token dropping is that the pretrained model is an ordinary
+BERT. On it sits Model Garden's BertClassifier (pooled [CLS] -> dropout -> logits; one
+output for STS-B's regression), trained with Model Garden's BERT optimizer (AdamW, linear
+warmup then linear decay, gradients clipped to norm 1) by Keras' fit.
+
+Model Garden's SentencePredictionTask would need its TFRecord format and an Orbit trainer
+around these same two pieces; examples that fit in memory do not need either.
+
+As in BERT's dev results, the learning rate is chosen on dev by the task's score (the median
+over seeds), and the dev metrics of that learning rate are reported.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+import tf_keras
+from official.nlp import optimization
+from official.nlp.modeling import models
+
+from components.glue_eval import metrics
+from components.glue_eval.data import Example, TaskData
+from components.glue_eval.tasks import Task
+from components.glue_eval.tokenize import PairEncoder
+from trainer import export
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuneConfig:
+  """Fine-tuning hyperparameters; the defaults are BERT's recipe for BERT-base."""
+  learning_rates: tuple[float, ...] = (5e-5, 3e-5, 2e-5)
+  epochs: int = 3
+  batch_size: int = 32
+  warmup_fraction: float = 0.1
+  max_seq_length: int = 128
+  seeds: tuple[int, ...] = (1, 2, 3)
+  dropout_rate: float = 0.1
+  # Use only the first N training examples (None: all), for quick runs.
+  max_train_examples: int | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "learning_rates", tuple(float(x) for x in self.learning_rates))
+    object.__setattr__(self, "seeds", tuple(int(x) for x in self.seeds))
+    problems = []
+    if not self.learning_rates or min(self.learning_rates) <= 0:
+      problems.append(f"learning_rates {list(self.learning_rates)} must be positive, at least one")
+    if not self.seeds:
+      problems.append("seeds must name at least one seed")
+    for name in ("epochs", "batch_size", "max_seq_length"):
+      if getattr(self, name) < 1:
+        problems.append(f"{name} {getattr(self, name)} must be at least 1")
+    if not 0 <= self.warmup_fraction < 1:
+      problems.append(f"warmup_fraction {self.warmup_fraction} must be in [0, 1)")
+    if not 0 <= self.dropout_rate < 1:
+      problems.append(f"dropout_rate {self.dropout_rate} must be in [0, 1)")
+    if self.max_train_examples is not None and self.max_train_examples < 1:
+      problems.append(f"max_train_examples {self.max_train_examples} must be at least 1")
+    if problems:
+      raise ValueError("bad fine-tuning config: " + "; ".join(problems))
+
+  @classmethod
+  def from_dict(cls, values: Mapping) -> "FineTuneConfig":
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+      raise ValueError(f"unknown fine-tuning setting(s) {unknown}; known: {sorted(fields)}")
+    try:
+      return cls(**values)
+    except TypeError as e:
+      raise ValueError(f"bad fine-tuning config {dict(values)}: {e}") from e
+
+  @classmethod
+  def from_json(cls, text: str) -> "FineTuneConfig":
+    """'{"learning_rates": [1e-4], "epochs": 2}' -> a config; missing keys keep defaults."""
+    try:
+      values = json.loads(text or "{}")
+    except json.JSONDecodeError as e:
+      raise ValueError(f"fine-tuning config is not valid JSON ({e}): {text!r}") from e
+    if not isinstance(values, dict):
+      raise ValueError(f"fine-tuning config must be a JSON object, got {text!r}")
+    return cls.from_dict(values)
+
+  def to_dict(self) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  learning_rate: float
+  seed: int
+  metrics: dict[str, float]
+  score: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskResult:
+  runs: tuple[Run, ...]  # every (learning rate, seed) pair
+  best_learning_rate: float
+  metrics: dict[str, float]  # each metric's median over the seeds at the best learning rate
+  score: float  # metrics.task_score of those medians
+  train_size: int
+  dev_sizes: dict[str, int]
+
+
+def find_checkpoint_dir(path: str) -> str:
+  """The export's tf2/ directory, given it or the export root that holds it."""
+  path = str(path).rstrip("/")
+  for candidate in (path, os.path.join(path, "tf2")):
+    if tf.io.gfile.exists(os.path.join(candidate, export.BERT_CONFIG_NAME)):
+      missing = [name for name in (export.VOCAB_NAME, export.CHECKPOINT_NAME + ".index")
+                 if not tf.io.gfile.exists(os.path.join(candidate, name))]
+      if missing:
+        raise FileNotFoundError(f"checkpoint directory {candidate!r} lacks {missing}; pass the "
+                                "tf2/ directory that `tokendrop export` writes")
+      return candidate
+  raise FileNotFoundError(f"no exported checkpoint in {path!r}: expected {export.BERT_CONFIG_NAME}"
+                          f", {export.CHECKPOINT_NAME}.* and {export.VOCAB_NAME} there or in "
+                          f"{path!r}/tf2 (`tokendrop export` writes OUT/tf2)")
+
+
+def build_classifier(checkpoint_dir: str, num_classes: int,
+                     dropout_rate: float) -> models.BertClassifier:
+  """BertClassifier over a plain BertEncoderV2 restored from the exported checkpoint."""
+  config_path = os.path.join(checkpoint_dir, export.BERT_CONFIG_NAME)
+  encoder = export.build_bert_encoder_from_bert_config(config_path)
+  export.restore_encoder(encoder, checkpoint_dir)
+  with tf.io.gfile.GFile(config_path) as f:
+    initializer_range = json.load(f)["initializer_range"]
+  return models.BertClassifier(
+      encoder, num_classes=num_classes, dropout_rate=dropout_rate,
+      initializer=tf_keras.initializers.TruncatedNormal(stddev=initializer_range))
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSplit:
+  features: dict[str, np.ndarray]  # input_word_ids, input_mask, input_type_ids
+  labels: np.ndarray  # int32 class ids, or float32 for regression
+
+
+def encode_split(encoder: PairEncoder, examples: list[Example], task: Task) -> EncodedSplit:
+  labels = np.array([e.label for e in examples], np.float32 if task.is_regression else np.int32)
+  return EncodedSplit(encoder.encode(examples), labels)
+
+
+def _predict(model: tf_keras.Model, features: dict[str, np.ndarray], regression: bool,
+             batch_size: int) -> np.ndarray:
+  outputs = model.predict(features, batch_size=batch_size, verbose=0)
+  return outputs[:, 0] if regression else np.argmax(outputs, axis=-1)
+
+
+def fine_tune_once(checkpoint_dir: str, task: Task, train: EncodedSplit,
+                   dev: Mapping[str, EncodedSplit], learning_rate: float, seed: int,
+                   config: FineTuneConfig, tensorboard_dir: str | None = None) -> Run:
+  """One fine-tuning run from the checkpoint, scored on every dev split."""
+  regression = task.is_regression
+  tf_keras.backend.clear_session()
+  tf_keras.utils.set_random_seed(seed)
+  model = build_classifier(checkpoint_dir, task.num_classes, config.dropout_rate)
+  steps = math.ceil(len(train.labels) / config.batch_size) * config.epochs
+  model.compile(
+      optimizer=optimization.create_optimizer(learning_rate, num_train_steps=steps,
+                                              num_warmup_steps=int(config.warmup_fraction * steps)),
+      loss=(tf_keras.losses.MeanSquaredError() if regression else
+            tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
+  # Regression's head outputs [batch, 1]; its labels get the same shape.
+  labels = train.labels[:, None] if regression else train.labels
+  dataset = (tf.data.Dataset.from_tensor_slices((train.features, labels))
+             .shuffle(len(labels), seed=seed).batch(config.batch_size))
+  callbacks = []
+  if tensorboard_dir:
+    callbacks.append(tf_keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
+  model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=callbacks)
+  predictions = {split: _predict(model, data.features, regression, config.batch_size * 4)
+                 for split, data in dev.items()}
+  values = metrics.task_metrics(task, {split: data.labels for split, data in dev.items()},
+                                predictions)
+  return Run(learning_rate, seed, values, metrics.task_score(values))
+
+
+def _median_score(runs: list[Run]) -> float:
+  scores = [run.score for run in runs]
+  # A diverged run (NaN predictions) ranks below every finite one.
+  return statistics.median(-math.inf if math.isnan(s) else s for s in scores)
+
+
+def fine_tune_task(checkpoint_dir: str, task_data: TaskData, encoder: PairEncoder,
+                   config: FineTuneConfig, tensorboard_dir: str | None = None) -> TaskResult:
+  """Every (learning rate, seed) run; the learning rate with the best median dev score wins."""
+  task = task_data.task
+  train = encode_split(encoder, task_data.train.examples[:config.max_train_examples], task)
+  dev = {split: encode_split(encoder, data.examples, task) for split, data in task_data.dev.items()}
+  runs = []
+  for learning_rate in config.learning_rates:
+    for seed in config.seeds:
+      log_dir = (os.path.join(tensorboard_dir, task.name, f"lr{learning_rate:g}_seed{seed}")
+                 if tensorboard_dir else None)
+      runs.append(fine_tune_once(checkpoint_dir, task, train, dev, learning_rate, seed, config,
+                                 log_dir))
+  by_rate = {rate: [run for run in runs if run.learning_rate == rate]
+             for rate in config.learning_rates}
+  # max() keeps the first of equal scores: the grid's order breaks ties.
+  best = max(config.learning_rates, key=lambda rate: _median_score(by_rate[rate]))
+  medians = {name: statistics.median(run.metrics[name] for run in by_rate[best])
+             for name in task.metric_names}
+  return TaskResult(runs=tuple(runs), best_learning_rate=best, metrics=medians,
+                    score=metrics.task_score(medians), train_size=len(train.labels),
+                    dev_sizes={split: len(data.labels) for split, data in dev.items()})
