@@ -71,8 +71,12 @@ def _experiment(token_selection: str) -> cfg.ExperimentConfig:
                   any=TokenDropBertEncoderConfig(vocab_size=30522,
                                                  token_selection=token_selection)),
               cls_heads=[]),
-          train_data=data.TokenDropPretrainDataConfig(),
-          validation_data=data.TokenDropPretrainDataConfig(is_training=False)),
+          # No NSP head by default (cls_heads=[]), so no NSP labels: the seed's packed data.
+          train_data=data.TokenDropPretrainDataConfig(use_next_sentence_label=False,
+                                                      use_v2_feature_names=True),
+          validation_data=data.TokenDropPretrainDataConfig(is_training=False,
+                                                           use_next_sentence_label=False,
+                                                           use_v2_feature_names=True)),
       trainer=cfg.TrainerConfig(
           train_steps=1000000,
           optimizer_config=optimization.OptimizationConfig({
@@ -85,9 +89,10 @@ def _experiment(token_selection: str) -> cfg.ExperimentConfig:
               },
               "learning_rate": {
                   "type": "polynomial",
-                  "polynomial": {"initial_learning_rate": 1e-4, "end_learning_rate": 0.0},
+                  "polynomial": {"initial_learning_rate": 1e-4, "end_learning_rate": 0.0,
+                                 "decay_steps": 1000000},
               },
-              "warmup": {"type": "polynomial"},
+              "warmup": {"type": "polynomial", "polynomial": {"warmup_steps": 10000}},
           })),
       restrictions=["task.train_data.is_training != None",
                     "task.validation_data.is_training != None"])

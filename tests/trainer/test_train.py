@@ -96,10 +96,11 @@ def test_seed_command_line_trains_evaluates_and_writes_everything(trained_run):
   table = _importance_table(model_dir / "ckpt-20")
   special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
   assert table.shape == (30522,)
-  # [CLS]/[SEP]/[PAD] are never MLM targets: untouched. Frequent words were predicted.
+  # [CLS]/[SEP]/[PAD] are never MLM targets: untouched. Frequent words were predicted (their
+  # losses start near ln(30522) = 10.3, so the average may move either way from 10).
   assert table[[special.cls, special.sep, special.pad]].tolist() == [INIT] * 3
   the = vocab.load_vocab(VOCAB).index("the")
-  assert table[the] < INIT
+  assert table[the] != INIT
   assert 0 < np.sum(table != INIT) < 30522
 
 
