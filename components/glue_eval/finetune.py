@@ -54,6 +54,9 @@ class FineTuneConfig:
       problems.append(f"learning_rates {list(self.learning_rates)} must be positive, at least one")
     if not self.seeds:
       problems.append("seeds must name at least one seed")
+    for name in ("learning_rates", "seeds"):
+      if len(set(getattr(self, name))) != len(getattr(self, name)):
+        problems.append(f"{name} {list(getattr(self, name))} repeat a value")
     for name in ("epochs", "batch_size", "max_seq_length"):
       if getattr(self, name) < 1:
         problems.append(f"{name} {getattr(self, name)} must be at least 1")
