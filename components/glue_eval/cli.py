@@ -72,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
   args = _parser().parse_args(argv)
-  logging.basicConfig(level=logging.INFO, format="%(message)s")
+  logging.basicConfig(format="%(message)s")
+  # Progress from this package only; TF and Model Garden log plenty of their own.
+  logging.getLogger("components.glue_eval").setLevel(logging.INFO)
   try:
     config = finetune.FineTuneConfig(
         learning_rates=args.learning_rates, seeds=args.seeds, epochs=args.epochs,

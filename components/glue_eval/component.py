@@ -67,7 +67,9 @@ def GlueEvaluator(  # TFX names components like classes.
   report = evaluate.evaluate_glue(
       os.path.join(model.uri, checkpoint_subdir), parse_task_list(tasks),
       evaluation.uri, glue_dir=glue_dir or None, tfds_data_dir=tfds_data_dir or None,
-      config=finetune.FineTuneConfig.from_json(finetune_config), lower_case=lower_case,
+      config=finetune.FineTuneConfig.from_json(finetune_config),
+      # Vertex compiles bool parameters to INT.
+      lower_case=bool(lower_case),
       baseline_report=baseline_report, policy=evaluate.BlessingPolicy(threshold, tolerance))
   evaluation.set_float_custom_property(blessing_lib.GLUE_SCORE_KEY, report["glue_score"])
   blessing_lib.write_model_blessing(

@@ -21,6 +21,7 @@ from components.glue_eval.tasks import ROTTEN_TOMATOES, Task
 TRAIN_FILE = "train.tsv"
 # Rotten Tomatoes sentences whose hash falls in bucket 0 of 10 form the dev split.
 ROTTEN_TOMATOES_DEV_BUCKETS = 10
+_log = logging.getLogger(__name__)
 # Malformed rows quoted in the report, per split.
 MAX_QUOTED_MALFORMED = 5
 
@@ -116,7 +117,7 @@ def read_tsv_split(task: Task, path: str) -> Split:
                      f"{': ' + quoted[0] if quoted else ''}); it needs the GLUE benchmark's "
                      "layout")
   if malformed:
-    logging.warning("%s: skipped %d malformed rows (%s)", path, malformed, "; ".join(quoted))
+    _log.warning("%s: skipped %d malformed rows (%s)", path, malformed, "; ".join(quoted))
   return Split(path, examples, malformed, tuple(quoted))
 
 

@@ -19,6 +19,8 @@ from components.glue_eval.tasks import Task
 from components.glue_eval.tokenize import PairEncoder
 from trainer import export
 
+_log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class BlessingPolicy:
@@ -60,8 +62,8 @@ def evaluate_glue(checkpoint: str, tasks: Sequence[Task], output_dir: str, *,
   tensorboard_dir = os.path.join(output_dir, report_lib.TENSORBOARD_DIR)
   results = {}
   for data in task_data:
-    logging.info("fine-tuning on %s: %d train, %s dev examples", data.task.display_name,
-                 len(data.train.examples), {s: len(d.examples) for s, d in data.dev.items()})
+    _log.info("fine-tuning on %s: %d train, %s dev examples", data.task.display_name,
+              len(data.train.examples), {s: len(d.examples) for s, d in data.dev.items()})
     results[data.task.name] = (data, finetune.fine_tune_task(checkpoint_dir, data, encoder, config,
                                                              tensorboard_dir))
   report = report_lib.build_report(checkpoint_dir, results, config)
@@ -71,8 +73,8 @@ def evaluate_glue(checkpoint: str, tasks: Sequence[Task], output_dir: str, *,
     report["baseline"] = {"checkpoint": baseline_report.get("checkpoint"),
                           "glue_score_on_these_tasks": baseline_score}
     if baseline_score is None:
-      logging.warning("the baseline report lacks some of the tasks %s; it is not compared",
-                      list(results))
+      _log.warning("the baseline report lacks some of the tasks %s; it is not compared",
+                   list(results))
   if policy is not None:
     report["blessing"] = blessing_lib.decide(report["glue_score"], policy.threshold,
                                              baseline_score, policy.tolerance).to_dict()

@@ -15,9 +15,11 @@ over seeds), and the dev metrics of that learning rate are reported.
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import statistics
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -32,6 +34,8 @@ from components.glue_eval.tasks import Task
 from components.glue_eval.tokenize import PairEncoder
 from trainer import export
 
+_log = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class FineTuneConfig:
@@ -42,6 +46,7 @@ class FineTuneConfig:
   warmup_fraction: float = 0.1
   max_seq_length: int = 128
   seeds: tuple[int, ...] = (1, 2, 3)
+  # The classification head's dropout; the encoder keeps bert_config.json's.
   dropout_rate: float = 0.1
   # Use only the first N training examples (None: all), for quick runs.
   max_train_examples: int | None = None
@@ -163,6 +168,7 @@ def fine_tune_once(checkpoint_dir: str, task: Task, train: EncodedSplit,
                    dev: Mapping[str, EncodedSplit], learning_rate: float, seed: int,
                    config: FineTuneConfig, tensorboard_dir: str | None = None) -> Run:
   """One fine-tuning run from the checkpoint, scored on every dev split."""
+  start = time.monotonic()
   regression = task.is_regression
   tf_keras.backend.clear_session()
   tf_keras.utils.set_random_seed(seed)
@@ -185,6 +191,9 @@ def fine_tune_once(checkpoint_dir: str, task: Task, train: EncodedSplit,
                  for split, data in dev.items()}
   values = metrics.task_metrics(task, {split: data.labels for split, data in dev.items()},
                                 predictions)
+  _log.info("%s, lr %g, seed %d: %s (%.0f s)", task.display_name, learning_rate, seed,
+            ", ".join(f"{name} {value:.4f}" for name, value in values.items()),
+            time.monotonic() - start)
   return Run(learning_rate, seed, values, metrics.task_score(values))
 
 

@@ -9,7 +9,6 @@ does, so one degenerate run cannot turn a median or the GLUE score into NaN.
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-import scipy.stats
 
 from components.glue_eval.tasks import Task
 
@@ -65,10 +64,17 @@ def pearson(labels, predictions) -> float:
   return float(np.sum(labels * predictions) / denominator)
 
 
+def _ranks(values: np.ndarray) -> np.ndarray:
+  """1-based ranks, tied values sharing the mean of the ranks they span."""
+  _, value_index, counts = np.unique(values, return_inverse=True, return_counts=True)
+  last = np.cumsum(counts)
+  return ((last - counts + 1 + last) / 2)[value_index]
+
+
 def spearman(labels, predictions) -> float:
-  """Pearson of the ranks, tied values sharing their mean rank."""
+  """Pearson of the ranks."""
   labels, predictions = _checked(labels, predictions)
-  return pearson(scipy.stats.rankdata(labels), scipy.stats.rankdata(predictions))
+  return pearson(_ranks(labels), _ranks(predictions))
 
 
 METRICS = {"accuracy": accuracy, "mcc": matthews_corrcoef, "f1": f1, "pearson": pearson,

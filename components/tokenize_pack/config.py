@@ -5,7 +5,7 @@ import math
 
 from trainer import vocab
 
-FORMATS = ("text", "jsonl")
+FORMATS = ("text", "jsonl", "tfrecord_text")
 PACKINGS = ("full_sentences", "document", "sentence_pairs")
 MASKINGS = ("static", "dynamic")
 SPLITS = ("train", "validation")
@@ -36,11 +36,16 @@ class PrepareDataConfig:
   max_document_chars: int = 1_000_000
   chunk_chars: int = 1_000_000
   write_transform_fn: bool = True
+  # One directory per SPLITS entry, in that order; default OUT/train and OUT/validation.
+  split_dirs: tuple[str, ...] | None = None
 
   def __post_init__(self):
     if self.max_predictions_per_seq is None:
       object.__setattr__(self, "max_predictions_per_seq",
                          max(1, math.ceil(self.seq_length * self.masked_lm_prob)))
+    if self.split_dirs is None:
+      object.__setattr__(self, "split_dirs",
+                         tuple(join(self.output_dir, split) for split in SPLITS))
     problems = []
     if not self.input_patterns:
       problems.append("--input is empty; pass one or more glob patterns, comma-separated")
@@ -82,8 +87,12 @@ class PrepareDataConfig:
       problems.append(f"--max_document_chars must be at least 100, got {self.max_document_chars}")
     if self.chunk_chars < 1:
       problems.append(f"--chunk_chars must be at least 1, got {self.chunk_chars}")
-    if self.input_format == "jsonl" and not self.text_field:
-      problems.append("--text_field is empty; name the JSON field that holds the text")
+    if self.input_format != "text" and not self.text_field:
+      problems.append("--text_field is empty; name the JSON field (or tf.train.Example "
+                      "feature) that holds the text")
+    if len(self.split_dirs) != len(SPLITS) or len(set(self.split_dirs)) != len(SPLITS):
+      problems.append(f"split_dirs must be {len(SPLITS)} distinct directories, one for each of "
+                      f"{list(SPLITS)}, got {list(self.split_dirs)}")
     if problems:
       raise ValueError("invalid data-preparation config:\n  " + "\n  ".join(problems))
 
@@ -95,11 +104,15 @@ class PrepareDataConfig:
   def staging_dir(self) -> str:
     return join(self.output_dir, ".staging")
 
+  @property
+  def split_dir_by_name(self) -> dict[str, str]:
+    return dict(zip(SPLITS, self.split_dirs, strict=True))
+
 
 def join(directory: str, *names: str) -> str:
   """Joins with '/', which every Beam filesystem (local, gs://) accepts."""
   return "/".join([directory.rstrip("/"), *names])
 
 
-def shard_path(output_dir: str, split: str, shard: int, num_shards: int) -> str:
-  return join(output_dir, split, f"examples-{shard:05d}-of-{num_shards:05d}.tfrecord.gz")
+def shard_path(split_dir: str, shard: int, num_shards: int) -> str:
+  return join(split_dir, f"examples-{shard:05d}-of-{num_shards:05d}.tfrecord.gz")

@@ -6,6 +6,8 @@
     OUT/transform_fn/, OUT/transformed_metadata/    the TFT text -> ids graph
     OUT/stats.json                                  every count, exact, with derived rates
 
+The split directories can be put elsewhere (`split_dirs`), as the TokenizePack
+component does to write straight into its Examples artifact's Split-* folders.
 `run` builds and runs it on the runner named in the Beam pipeline arguments
 (DirectRunner in memory by default), then reads back stats.json.
 """
@@ -37,9 +39,9 @@ from components.tokenize_pack.tokenize import TEXT_FEATURE, TokenizeDocuments, m
 from components.tokenize_pack.write import WriteExamples
 from trainer import vocab as vocab_lib
 
-# What a run writes; --overwrite removes these (and only these) first.
-OUTPUTS = ("train", "validation", "transform_fn", "transformed_metadata", "stats.json",
-           "vocab.txt", ".staging")
+# What a run writes under OUT, besides the split directories; --overwrite removes these, the
+# split directories (and nothing else) first.
+OUTPUTS = ("transform_fn", "transformed_metadata", "stats.json", "vocab.txt", ".staging")
 
 
 class NoUsableTextError(ValueError):
@@ -68,13 +70,14 @@ def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
   return PipelineOptions(args)
 
 
-def _clear_outputs(output_dir: str, overwrite: bool) -> None:
-  present = [name for name in OUTPUTS if FileSystems.exists(config_lib.join(output_dir, name))]
+def _clear_outputs(config: PrepareDataConfig, overwrite: bool) -> None:
+  outputs = [*config.split_dirs, *(config_lib.join(config.output_dir, name) for name in OUTPUTS)]
+  present = [path for path in outputs if FileSystems.exists(path)]
   if present and not overwrite:
-    raise FileExistsError(f"--output_dir {output_dir} already holds {present}; pass --overwrite "
-                          "to replace them, or choose another directory")
+    raise FileExistsError(f"--output_dir {config.output_dir}: {present} already exist; pass "
+                          "--overwrite to replace them, or choose another directory")
   if present:
-    FileSystems.delete([config_lib.join(output_dir, name) for name in present])
+    FileSystems.delete(present)
 
 
 def resolve_input_files(config: PrepareDataConfig) -> list[str]:
@@ -120,9 +123,9 @@ def _write_text(path: str, text: str) -> None:
 
 
 def _recorded_config(config: PrepareDataConfig) -> dict:
-  # The output directory is left out: two runs into different places give equal stats.json.
+  # The output directories are left out: two runs into different places give equal stats.json.
   recorded = dataclasses.asdict(config)
-  del recorded["output_dir"]
+  del recorded["output_dir"], recorded["split_dirs"]
   recorded["input_patterns"] = list(config.input_patterns)
   recorded["special_tokens"] = list(config.special_tokens)
   return recorded
@@ -143,8 +146,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareDataConfig, files: li
         config.dupe_factor, config.whole_word_masking, config.seed)
     all_stats.append(mask_stats)
   _, write_stats = packed | "WriteExamples" >> WriteExamples(
-      config.output_dir, config_lib.join(config.staging_dir, "examples"), config.num_shards,
-      config.seed, config_lib.SPLITS)
+      config.split_dir_by_name, config_lib.join(config.staging_dir, "examples"),
+      config.num_shards, config.seed)
   all_stats.append(write_stats)
 
   recorded = _recorded_config(config)
@@ -174,7 +177,10 @@ def describe_empty(stats: dict, config: PrepareDataConfig) -> str:
   if files["skipped_binary"]:
     hints.append(f"{files['skipped_binary']} file(s) were binary: pass text or JSONL files")
   if dropped.get("missing_text_field"):
-    hints.append(f"JSONL records lack the field {config.text_field!r}: set --text_field")
+    records = "JSONL records" if config.input_format == "jsonl" else "tf.train.Examples"
+    hints.append(f"{records} lack the field {config.text_field!r}: set --text_field")
+  if dropped.get("invalid_example"):
+    hints.append("records are not tf.train.Examples: is the input text? use --format text")
   if dropped.get("invalid_json") and config.input_format == "jsonl":
     hints.append("lines are not JSON objects: is the input plain text? use --format text")
   if not hints:
@@ -193,7 +199,7 @@ def run(config: PrepareDataConfig, pipeline_args: list[str],
   if config.vocab_file is not None:  # read first: it may be an earlier run's OUT/vocab.txt
     given = vocab_lib.load_vocab(config.vocab_file)
     vocab_lib.SpecialTokenIds.from_vocab(given, source=f"--vocab {config.vocab_file!r}")
-  _clear_outputs(config.output_dir, overwrite)
+  _clear_outputs(config, overwrite)
   files = resolve_input_files(config)
   write_vocab(config, given, files, options)
 
@@ -210,7 +216,7 @@ def run(config: PrepareDataConfig, pipeline_args: list[str],
   if not stats["examples"]["total"]:
     raise NoUsableTextError(describe_empty(stats, config))
   example_files = sorted(
-      config_lib.shard_path(config.output_dir, split, shard, config.num_shards)
-      for split in config_lib.SPLITS for shard in range(config.num_shards))
+      config_lib.shard_path(split_dir, shard, config.num_shards)
+      for split_dir in config.split_dirs for shard in range(config.num_shards))
   return PrepareDataResult(stats=stats, metric_counts=stats_lib.counts_from_metrics(result),
                            example_files=example_files)

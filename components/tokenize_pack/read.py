@@ -1,9 +1,11 @@
 """ReadDocuments: text corpora from glob patterns into chunks of documents.
 
 Formats: plain text where a blank line ends a document (one sentence per line,
-as BERT's create_pretraining_data reads it, or one document per line), and
-JSONL with the text in a named field; either may be gzipped (`.gz`). Files go
-through Beam's filesystems, so `gs://` patterns work on Dataflow.
+as BERT's create_pretraining_data reads it, or one document per line); JSONL
+with the text in a named field; and TFRecords of tf.train.Examples with the
+text in a named bytes feature (`tfrecord_text`, what the corpus_gen component
+writes). Any of them may be gzipped (`.gz`). Files go through Beam's
+filesystems, so `gs://` patterns work on Dataflow.
 
 A document is a tuple of non-blank lines. Documents are grouped, in file order,
 into chunks of about `chunk_chars` characters; a chunk's key (file index, chunk
@@ -15,11 +17,15 @@ import dataclasses
 import json
 import logging
 import re
+import struct
 import zlib
 from collections.abc import Iterator
 
 import apache_beam as beam
+import google_crc32c
+import tensorflow as tf
 from apache_beam.io.filesystems import FileSystems
+from google.protobuf.message import DecodeError
 
 from components import packaged_corpora
 from components.tokenize_pack import config as config_lib
@@ -32,6 +38,8 @@ _BLOCK_BYTES = 1 << 20
 _SNIFF_BYTES = 8192
 _UTF8_REPLACEMENT = "\ufffd".encode()
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_TFRECORD_HEADER_BYTES = 12  # uint64 length, masked CRC32C of the length
+_TFRECORD_FOOTER_BYTES = 4  # masked CRC32C of the data
 
 
 @dataclasses.dataclass
@@ -147,6 +155,54 @@ def _read(stream, size: int, path: str) -> bytes:
                      "re-create it, or rename it if it is not compressed") from e
 
 
+def masked_crc32c(data: bytes) -> bytes:
+  """The CRC32C that TFRecord framing stores, masked as TFRecordWriter masks it."""
+  crc = google_crc32c.value(data)
+  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+class _TFRecords:
+  """A file's TFRecord records, each checked against its CRCs as TF's reader checks them."""
+
+  def __init__(self, stream, path: str, tally: Tally):
+    self._stream, self._path, self._tally = stream, path, tally
+    self.any_text = False
+
+  def _read_exactly(self, size: int) -> bytes:
+    parts, remaining = [], size
+    while remaining and (part := _read(self._stream, remaining, self._path)):
+      parts.append(part)
+      remaining -= len(part)
+    return b"".join(parts)
+
+  def _corrupt(self, what: str) -> ValueError:
+    return ValueError(f"input file {self._path} is not a TFRecord file, or is corrupt ({what}); "
+                      "the tfrecord_text format reads TFRecords of tf.train.Examples, as "
+                      "ExampleGen writes them (.gz for gzip)")
+
+  def __iter__(self) -> Iterator[bytes]:
+    while header := self._read_exactly(_TFRECORD_HEADER_BYTES):
+      if len(header) < _TFRECORD_HEADER_BYTES:
+        raise self._corrupt("truncated record header")
+      length_bytes, length_crc = header[:8], header[8:]
+      if masked_crc32c(length_bytes) != length_crc:
+        raise self._corrupt("bad length checksum")
+      (length,) = struct.unpack("<Q", length_bytes)
+      data = self._read_exactly(length + _TFRECORD_FOOTER_BYTES)
+      if len(data) < length + _TFRECORD_FOOTER_BYTES:
+        raise self._corrupt("truncated record")
+      record, data_crc = data[:length], data[length:]
+      if masked_crc32c(record) != data_crc:
+        raise self._corrupt("bad data checksum")
+      self._tally.add("bytes_read", len(header) + len(data))
+      self.any_text = True
+      yield record
+
+
+def _nonblank_lines(text: str) -> tuple[str, ...]:
+  return tuple(s for s in (part.strip() for part in text.split("\n")) if s)
+
+
 def _text_documents(lines: _Lines, tally: Tally) -> Iterator[tuple[str, ...]]:
   document = []
   for line in lines:
@@ -181,7 +237,30 @@ def _jsonl_documents(lines: _Lines, text_field: str,
       # JSON may escape a lone UTF-16 surrogate ("\\ud800"), which no UTF-8 text can hold.
       text, replaced = _LONE_SURROGATE.subn("\ufffd", record[text_field])
       tally.add("invalid_utf8_replacements", replaced)
-      document = tuple(s for s in (part.strip() for part in text.split("\n")) if s)
+      document = _nonblank_lines(text)
+      if document:
+        yield document
+      else:
+        tally.add("documents_dropped_empty_text")
+
+
+def _example_documents(records: _TFRecords, text_field: str,
+                       tally: Tally) -> Iterator[tuple[str, ...]]:
+  """Each tf.train.Example's text: the values of its bytes feature, joined by newlines."""
+  for record in records:
+    tally.add("documents_read")
+    try:
+      features = tf.train.Example.FromString(record).features.feature
+    except DecodeError:
+      tally.add("documents_dropped_invalid_example")
+      continue
+    if text_field not in features:
+      tally.add("documents_dropped_missing_text_field")
+    elif features[text_field].WhichOneof("kind") not in ("bytes_list", None):
+      tally.add("documents_dropped_non_string_text")
+    else:
+      values = features[text_field].bytes_list.value
+      document = _nonblank_lines("\n".join(_decode(value, tally) for value in values))
       if document:
         yield document
       else:
@@ -203,18 +282,22 @@ class _ReadFileChunks(beam.DoFn):
     tally = Tally()
     tally.add("files_read")
     with FileSystems.open(path) as stream:
-      head = _read(stream, _SNIFF_BYTES, path)
-      if b"\0" in head:
-        logging.warning("skipping %s: it holds NUL bytes, so it is binary (or UTF-16 text, "
-                        "which must be converted to UTF-8 first)", path)
-        tally.add("files_skipped_binary")
-        yield from tally.flush()
-        return
-      lines = _Lines(stream, head, path, tally)
-      if self._input_format == "jsonl":
-        documents = _jsonl_documents(lines, self._text_field, tally)
+      if self._input_format == "tfrecord_text":
+        source = _TFRecords(stream, path, tally)
+        documents = _example_documents(source, self._text_field, tally)
       else:
-        documents = _text_documents(lines, tally)
+        head = _read(stream, _SNIFF_BYTES, path)
+        if b"\0" in head:
+          logging.warning("skipping %s: it holds NUL bytes, so it is binary (or UTF-16 text, "
+                          "which must be converted to UTF-8 first)", path)
+          tally.add("files_skipped_binary")
+          yield from tally.flush()
+          return
+        source = _Lines(stream, head, path, tally)
+        if self._input_format == "jsonl":
+          documents = _jsonl_documents(source, self._text_field, tally)
+        else:
+          documents = _text_documents(source, tally)
       chunk, chunk_size, num_chunks = [], 0, 0
       for document in documents:
         size = sum(len(line) for line in document)
@@ -232,7 +315,7 @@ class _ReadFileChunks(beam.DoFn):
             chunk, chunk_size, num_chunks = [], 0, num_chunks + 1
       if chunk:
         yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
-      if not lines.any_text:
+      if not source.any_text:
         tally.add("files_empty")
     yield from tally.flush()
 

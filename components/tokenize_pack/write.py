@@ -15,13 +15,13 @@ import struct
 import zlib
 
 import apache_beam as beam
-import google_crc32c
 import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components.tokenize_pack import config as config_lib
 from components.tokenize_pack.pack import PackedChunk
+from components.tokenize_pack.read import masked_crc32c
 from components.tokenize_pack.stats import STATS_TAG, Tally
 
 _COPY_BYTES = 1 << 22
@@ -92,17 +92,12 @@ def serialize_examples(features: dict[str, np.ndarray]) -> list[bytes]:
   ]
 
 
-def _masked_crc(data: bytes) -> bytes:
-  crc = google_crc32c.value(data)
-  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-
 def tfrecord_gzip(records: list[bytes]) -> bytes:
   """A gzip member holding the records in TFRecord framing (as tf.io.TFRecordWriter writes)."""
   framed = []
   for record in records:
     length = struct.pack("<Q", len(record))
-    framed += [length, _masked_crc(length), record, _masked_crc(record)]
+    framed += [length, masked_crc32c(length), record, masked_crc32c(record)]
   # wbits 31: a gzip header with mtime 0, so equal records give equal bytes.
   compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
   return compressor.compress(b"".join(framed)) + compressor.flush()
@@ -136,8 +131,8 @@ class _StageChunk(beam.DoFn):
 
 
 class _ConcatenateShard(beam.DoFn):
-  def __init__(self, output_dir: str, num_shards: int):
-    self._output_dir = output_dir
+  def __init__(self, split_dirs: dict[str, str], num_shards: int):
+    self._split_dirs = split_dirs
     self._num_shards = num_shards
 
   def process(self, element, num_staged: int):
@@ -147,7 +142,7 @@ class _ConcatenateShard(beam.DoFn):
       return
     # Staged chunks always hold examples: TF's gzip reader stops at an empty member.
     staged = sorted(entry for entry in staged if entry is not None)
-    path = config_lib.shard_path(self._output_dir, split, shard, self._num_shards)
+    path = config_lib.shard_path(self._split_dirs[split], shard, self._num_shards)
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
       if not staged:
         out.write(tfrecord_gzip([]))
@@ -162,17 +157,16 @@ class _ConcatenateShard(beam.DoFn):
 
 
 class WriteExamples(beam.PTransform):
-  """PackedChunks -> (paths of OUT/{split}/examples-SSSSS-of-NNNNN.tfrecord.gz, stats).
+  """PackedChunks -> (paths of {split dir}/examples-SSSSS-of-NNNNN.tfrecord.gz, stats).
 
-  When no chunk has an example (no usable text), no file is written at all.
+  `split_dirs` maps each split name to its directory. When no chunk has an
+  example (no usable text), no file is written at all.
   """
 
-  def __init__(self, output_dir: str, staging_dir: str, num_shards: int, seed: int,
-               splits: tuple[str, ...]):
+  def __init__(self, split_dirs: dict[str, str], staging_dir: str, num_shards: int, seed: int):
     super().__init__()
-    self._output_dir = output_dir
+    self._split_dirs = split_dirs
     self._num_shards = num_shards
-    self._splits = splits
     self._stage = _StageChunk(staging_dir, num_shards, seed)
 
   def expand(self, chunks):
@@ -180,12 +174,13 @@ class WriteExamples(beam.PTransform):
         STATS_TAG, main="staged")
     # Every shard exists, even one that no chunk was dealt to.
     every_shard = staged.staged.pipeline | "EveryShard" >> beam.Create(
-        [((split, shard), None) for split in self._splits for shard in range(self._num_shards)])
+        [((split, shard), None) for split in self._split_dirs
+         for shard in range(self._num_shards)])
     num_staged = staged.staged | "CountStaged" >> beam.combiners.Count.Globally()
     written = ((staged.staged, every_shard)
                | "WithEmptyShards" >> beam.Flatten()
                | "GroupByShard" >> beam.GroupByKey()
-               | "ConcatenateShards" >> beam.ParDo(_ConcatenateShard(self._output_dir,
+               | "ConcatenateShards" >> beam.ParDo(_ConcatenateShard(self._split_dirs,
                                                                      self._num_shards),
                                                    beam.pvalue.AsSingleton(num_staged)))
     return written, staged[STATS_TAG]

@@ -247,38 +247,100 @@ def test_config_mistakes_are_one_clear_line(tmp_path, packed_data, override, mes
   assert last_line.startswith("tokendrop train: ") and message in last_line
 
 
-def test_export_cli_writes_a_standard_bert_that_matches_the_trained_encoder(tmp_path,
-                                                                            trained_run):
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory, trained_run):
+  """(model_dir, export dir, completed `tokendrop export` process) of the seed run."""
   model_dir, result = trained_run
   assert result.returncode == 0, result.stderr[-3000:]
-  out = tmp_path / "export"
+  out = tmp_path_factory.mktemp("export") / "export"
   exported = _run([sys.executable, "-m", "pipelines.cli", "export", f"--model_dir={model_dir}",
                    f"--output_dir={out}"])
-  assert exported.returncode == 0, exported.stderr[-3000:]
-  assert {p.name for p in (out / "tf2").iterdir()} >= {"bert_config.json", "vocab.txt",
-                                                       "bert_model.ckpt.index"}
+  return model_dir, out, exported
 
+
+def _random_inputs(batch=2, length=64):
+  rng = np.random.default_rng(0)
+  return {"input_word_ids": tf.constant(rng.integers(0, 30522, (batch, length)), tf.int32),
+          "input_mask": tf.ones((batch, length), tf.int32),
+          "input_type_ids": tf.zeros((batch, length), tf.int32)}
+
+
+def _trained_model(model_dir, **task_overrides):
+  """The run's model restored from its last checkpoint (built like `tokendrop export` does)."""
   from official.core import task_factory
+
+  params = export_cli.load_run_params(str(model_dir))
+  params.task.override(task_overrides)
+  model = task_factory.get_task(params.task).build_model()
+  model(export_cli._dummy_inputs(params))
+  return params, model
+
+
+def test_export_cli_writes_a_standard_bert_that_matches_the_trained_encoder(exported_run):
   from official.nlp.modeling import networks
 
   from trainer import export
 
+  model_dir, out, exported = exported_run
+  assert exported.returncode == 0, exported.stderr[-3000:]
+  assert {p.name for p in (out / "tf2").iterdir()} >= {"bert_config.json", "vocab.txt",
+                                                       "bert_model.ckpt.index"}
+  assert {"config.json", "model.safetensors", "vocab.txt"} <= {p.name
+                                                               for p in (out / "hf").iterdir()}
+  assert (out / "saved_model" / "saved_model.pb").exists()
   # The trained model, restored from the run's checkpoint and run without dropping ...
-  params = export_cli.load_run_params(str(model_dir))
-  trained = task_factory.get_task(params.task).build_model()
-  trained(export_cli._dummy_inputs(params))
+  _, trained = _trained_model(model_dir)
   tf.train.Checkpoint(model=trained).read(str(model_dir / "ckpt-20")).expect_partial()
   # ... against a plain BertEncoderV2 restored from the export, every variable matched.
   plain = export.build_bert_encoder_from_bert_config(str(out / "tf2" / "bert_config.json"))
   assert isinstance(plain, networks.BertEncoderV2)
   export.restore_encoder(plain, str(out / "tf2" / "bert_model.ckpt"))
-  rng = np.random.default_rng(0)
-  inputs = {"input_word_ids": tf.constant(rng.integers(0, 30522, (2, 64)), tf.int32),
-            "input_mask": tf.ones((2, 64), tf.int32),
-            "input_type_ids": tf.zeros((2, 64), tf.int32)}
+  inputs = _random_inputs()
   np.testing.assert_allclose(plain(inputs)["sequence_output"].numpy(),
                              trained.encoder_network(inputs)["sequence_output"].numpy(),
                              atol=1e-5)
+
+
+def test_hugging_face_export_warm_starts_the_task_with_the_same_outputs(exported_run):
+  model_dir, out, exported = exported_run
+  assert exported.returncode == 0, exported.stderr[-3000:]
+  from official.core import task_factory
+
+  params, trained = _trained_model(model_dir)
+  tf.train.Checkpoint(model=trained).read(str(model_dir / "ckpt-20")).expect_partial()
+  params.task.init_checkpoint = str(out / "hf")
+  task = task_factory.get_task(params.task)
+  warm = task.build_model()
+  warm(export_cli._dummy_inputs(params))
+  task.initialize(warm)
+  inputs = dict(_random_inputs(), masked_lm_positions=tf.constant([[1, 5, 9]] * 2))
+  for key in ("sequence_output", "mlm_logits"):
+    np.testing.assert_allclose(warm(inputs)[key].numpy(), trained(inputs)[key].numpy(),
+                               atol=1e-4)
+
+
+def test_eval_and_continuous_eval_modes_score_the_last_checkpoint(trained_run, packed_data):
+  model_dir, result = trained_run
+  assert result.returncode == 0, result.stderr[-3000:]
+  for mode in ("eval", "continuous_eval"):
+    evaluated = _run(_command(model_dir, packed_data, "trainer.train_steps=20", mode=mode))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "masked_lm_accuracy" in evaluated.stderr
+  assert _checkpoint_steps(model_dir) == [10, 20]  # evaluation never writes checkpoints
+
+
+def test_float16_mixed_precision_trains_with_loss_scaling(tmp_path, packed_data):
+  model_dir = tmp_path / "model"
+  result = _run(_command(model_dir, packed_data, "trainer.train_steps=10",
+                         "runtime.mixed_precision_dtype=float16", mode="train"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert _checkpoint_steps(model_dir) == [10]
+  reader = tf.train.load_checkpoint(str(model_dir / "ckpt-10"))
+  # The LossScaleOptimizer's dynamic scale is in the checkpoint; variables stay float32.
+  assert any("loss_scale" in k for k in reader.get_variable_to_shape_map())
+  weights = {k: d for k, d in reader.get_variable_to_dtype_map().items()
+             if k.startswith("encoder/") and k.endswith("embeddings/.ATTRIBUTES/VARIABLE_VALUE")}
+  assert weights and set(weights.values()) == {tf.float32}, weights
 
 
 def test_export_cli_without_a_run_is_one_clear_line(tmp_path):

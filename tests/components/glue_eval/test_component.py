@@ -84,7 +84,9 @@ def test_the_artifacts_hold_the_reports(store):
 
 def test_the_strategy_now_resolves_the_last_blessed_model(store):
   models, blessings = _artifacts(store, Model), _artifacts(store, ModelBlessing)
+  last_model, last_blessing = models[-1].id, blessings[-1].id
+  # The strategy sorts the lists it is given in place.
   resolved = tfx.dsl.experimental.LatestBlessedModelStrategy().resolve_artifacts(
       store, {"model": models, "model_blessing": blessings})
-  assert [m.id for m in resolved["model"]] == [models[2].id]
-  assert [b.id for b in resolved["model_blessing"]] == [blessings[2].id]
+  assert [m.id for m in resolved["model"]] == [last_model]
+  assert [b.id for b in resolved["model_blessing"]] == [last_blessing]

@@ -44,7 +44,7 @@ GLUE_FILES = {
             "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
             "1\t702876\t702977\tAmrozi accused his brother .\tReferring to him , Amrozi accused "
             "his brother .",
-            "0\t2108705\t2108831\tYucaipa owned Dominick 's .\tYucaipa bought Dominick 's in 1995 .",
+            "0\t2108705\t2108831\tYucaipa owned Dominick 's .\tYucaipa bought Dominick 's .",
             "1\t1330381\t1330521\tHe said \"no\" .",
         ],
         "dev.tsv": [
@@ -171,7 +171,8 @@ GLUE_FILES = {
 # Per task: (train examples, dev split -> examples), as each file above should parse.
 EXPECTED = {
     "CoLA": (
-        [Example("Our friends won't buy this analysis, let alone the next one we propose.", None, 1),
+        [Example("Our friends won't buy this analysis, let alone the next one we propose.", None,
+                 1),
          Example("They drank the pub.", None, 0),
          Example("The more you eat, the \"less\" you want.", None, 1)],
         {"dev": [Example("The sailors rode the breeze clear of the rocks.", None, 1),
@@ -185,14 +186,14 @@ EXPECTED = {
     "MRPC": (
         [Example("Amrozi accused his brother .", "Referring to him , Amrozi accused his brother .",
                  1),
-         Example("Yucaipa owned Dominick 's .", "Yucaipa bought Dominick 's in 1995 .", 0)],
+         Example("Yucaipa owned Dominick 's .", "Yucaipa bought Dominick 's .", 0)],
         {"dev": [Example("He said the foodservice pie business .",
                          "The foodservice pie business did not fit .", 1)]}),
     "STS-B": (
         [Example("A plane is taking off.", "An air plane is taking off.", 5.0),
          Example("A man is playing a flute.", "A man is playing a bamboo flute.", 3.8)],
-        {"dev": [Example("A man with a hard hat is dancing.", "A man wearing a hard hat is dancing.",
-                         0.75)]}),
+        {"dev": [Example("A man with a hard hat is dancing.",
+                         "A man wearing a hard hat is dancing.", 0.75)]}),
     "QQP": (
         [Example("How is the life of a math student?", "Which level of math?", 0),
          Example("How do I control my horny emotions?", "How do you control your horniness?", 1)],
@@ -222,8 +223,10 @@ EXPECTED = {
         {"dev": [Example("Dana Reeve died.", "Christopher Reeve had an accident.", 1)]}),
     "WNLI": (
         [Example("I stuck a pin through a carrot.", "The carrot had a hole.", 1),
-         Example("John couldn't see the stage with Billy in front of him.", "John is so short.", 0)],
-        {"dev": [Example("The drain is clogged with hair.", "The hair has to be cleaned out.", 0)]}),
+         Example("John couldn't see the stage with Billy in front of him.", "John is so short.",
+                 0)],
+        {"dev": [Example("The drain is clogged with hair.", "The hair has to be cleaned out.",
+                         0)]}),
 }
 
 # The one malformed train row of each task, as the report quotes it.
@@ -378,3 +381,27 @@ def test_rotten_tomatoes_is_named_honestly():
   task = tasks.get_task("rt_sst2")
   assert task.display_name == "SST-2 format, Rotten Tomatoes sentences"
   assert (task.metrics, task.labels) == (("accuracy",), ("0", "1"))
+
+
+def test_tfds_reader_maps_each_task_to_its_tfds_features(monkeypatch, tmp_path):
+  """mock_data makes examples offline from each dataset's real feature spec, so a wrong feature
+  name fails here; it does not fake is_prepared, which is patched."""
+  import tensorflow_datasets as tfds  # Slow to import; only these tests need it.
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
+  with tfds.testing.mock_data(num_examples=3):
+    for task in tasks.GLUE_TASKS:
+      loaded = data.read_tfds(task, str(tmp_path))
+      assert list(loaded.dev) == list(task.dev_splits)
+      examples = loaded.train.examples + [e for s in loaded.dev.values() for e in s.examples]
+      assert len(examples) == 3 * (1 + len(task.dev_splits))
+      assert all((e.text_b is None) == (task.name in ("CoLA", "SST-2")) for e in examples)
+      if task.is_regression:
+        assert all(isinstance(e.label, float) for e in examples)
+      else:
+        assert all(isinstance(e.label, int) and 0 <= e.label < task.num_classes
+                   for e in examples)
+
+
+def test_an_unprepared_tfds_dir_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match=r"TFDS dataset glue/rte is not prepared in"):
+    data.read_tfds(tasks.get_task("RTE"), str(tmp_path))

@@ -83,7 +83,8 @@ def test_the_markdown_compares_with_a_baseline_on_the_same_tasks_only(built):
   baseline = {"checkpoint": "/old/tf2", "glue_score": 0.9,
               "tasks": {"rt_sst2": {"score": 0.5}, "MRPC": {"score": 0.7}, "RTE": {"score": 0.9}}}
   lines = report.markdown(built, baseline).splitlines()
-  assert lines[4] == "| Task | Dev metrics (x100) | Score | Baseline | Best lr | Seeds | Train | Dev |"
+  assert lines[4] == ("| Task | Dev metrics (x100) | Score | Baseline | Best lr | Seeds | Train "
+                      "| Dev |")
   assert lines[6].split(" | ")[2:4] == ["62.50", "50.00"]
   # The baseline's score over these two tasks, not its own over three.
   assert lines[8].split(" | ")[2:4] == ["**68.75**", "60.00"]

@@ -5,6 +5,7 @@ import json
 
 import apache_beam as beam
 import pytest
+import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -58,6 +59,66 @@ def test_gzip_text_and_jsonl_are_decompressed(tmp_path):
              counts(files_read=1, bytes_read=len(text), documents_read=2))
   check_read([tmp_path / "docs.jsonl.gz"], [("four",), ("five",)],
              counts(files_read=1, bytes_read=len(jsonl), documents_read=2), input_format="jsonl")
+
+
+def _text_example(**features: list[bytes] | list[int]) -> bytes:
+  feature = {}
+  for name, values in features.items():
+    if values and isinstance(values[0], int):
+      feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+    else:
+      feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _write_tfrecords(path, records: list[bytes], gzip: bool) -> int:
+  """Writes with TF's own writer; returns the framed size (what bytes_read counts)."""
+  options = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
+  with tf.io.TFRecordWriter(str(path), options) as writer:
+    for record in records:
+      writer.write(record)
+  return sum(len(record) + 16 for record in records)
+
+
+def test_tfrecord_text_reads_example_text_features_and_counts_every_drop(tmp_path):
+  records = [
+      _text_example(text=[b"First sentence.\nSecond one.\n\n"], id=[7]),
+      _text_example(text=[b"one value", b" another value "]),
+      _text_example(body=[b"wrong feature"]),
+      _text_example(text=[3]),
+      _text_example(text=[b" \n "]),
+      _text_example(text=[]),
+      b"\x0a\xff not a protobuf",
+      _text_example(text=[b"caf\xe9"]),
+  ]
+  size = _write_tfrecords(tmp_path / "corpus.gz", records, gzip=True)
+  check_read([tmp_path / "corpus.gz"],
+             [("First sentence.", "Second one."), ("one value", "another value"),
+              ("caf\ufffd",)],
+             counts(files_read=1, bytes_read=size, documents_read=8,
+                    documents_dropped_missing_text_field=1, documents_dropped_non_string_text=1,
+                    documents_dropped_empty_text=2, documents_dropped_invalid_example=1,
+                    invalid_utf8_replacements=1),
+             input_format="tfrecord_text")
+
+
+def test_tfrecord_text_uncompressed_empty_and_custom_feature(tmp_path):
+  size = _write_tfrecords(tmp_path / "plain.tfrecord", [_text_example(body=[b"kept"])],
+                          gzip=False)
+  _write_tfrecords(tmp_path / "empty.gz", [], gzip=True)
+  check_read([tmp_path / "plain.tfrecord", tmp_path / "empty.gz"], [("kept",)],
+             counts(files_read=2, files_empty=1, bytes_read=size, documents_read=1),
+             input_format="tfrecord_text", text_field="body")
+
+
+def test_a_text_file_read_as_tfrecords_is_a_clear_error(tmp_path):
+  (tmp_path / "notes.txt").write_bytes(b"plain text, not TFRecords\n")
+  with pytest.raises(ValueError, match="notes.txt is not a TFRecord file, or is corrupt"):
+    check_read([tmp_path / "notes.txt"], [], counts(), input_format="tfrecord_text")
+  size = _write_tfrecords(tmp_path / "cut.tfrecord", [_text_example(text=[b"x" * 100])], False)
+  (tmp_path / "cut.tfrecord").write_bytes((tmp_path / "cut.tfrecord").read_bytes()[:size - 10])
+  with pytest.raises(ValueError, match="truncated record"):
+    check_read([tmp_path / "cut.tfrecord"], [], counts(), input_format="tfrecord_text")
 
 
 def test_binary_file_is_skipped_and_counted(tmp_path):
