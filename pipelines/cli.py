@@ -14,6 +14,10 @@ SUBCOMMANDS = {
     "prepare-data": ("components.tokenize_pack.cli",
                      "tokenize, pack and mask a text corpus into pretraining TFRecords (Beam)"),
     "train": ("trainer.train", "pretrain (Model Garden flags: --experiment, --config_file, ...)"),
+    "pipeline": ("pipelines.pipeline_cli",
+                 "the TFX pipeline: run locally, or compile/submit/schedule on Vertex AI"),
+    "evaluate-glue": ("components.glue_eval.cli",
+                      "fine-tune a checkpoint on GLUE tasks and write the report"),
     "export": ("trainer.export_cli",
                "export a training run as a standard BERT checkpoint (TF2, Hugging Face, "
                "SavedModel)"),

@@ -55,6 +55,8 @@ class TokenDropBertEncoderConfig(encoders.BertEncoderConfig):
 class TokenDropMaskedLMConfig(masked_lm.MaskedLMConfig):
   """MaskedLMConfig plus the vocab that the special ids and dynamic masking derive from."""
   vocab_file: str = ""
+  # A token_importance.npy written by `tokendrop export`: warm-started runs continue the table.
+  init_token_importance: str = ""
   train_data: data.TokenDropPretrainDataConfig = dataclasses.field(
       default_factory=data.TokenDropPretrainDataConfig)
   validation_data: data.TokenDropPretrainDataConfig = dataclasses.field(

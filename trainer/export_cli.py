@@ -2,7 +2,9 @@
 
 Reads DIR/params.yaml (written by `tokendrop train`), rebuilds the task's model,
 restores the latest training checkpoint in DIR (or --checkpoint) and writes
-OUT/tf2, OUT/hf and OUT/saved_model (see trainer/export.py). The vocab is the
+OUT/tf2, OUT/hf and OUT/saved_model (see trainer/export.py), plus
+OUT/token_importance.npy (the importance table, for warm starts) and
+OUT/training_params.yaml (the run's experiment config). The vocab is the
 one the run trained with (`task.vocab_file`) unless --vocab_file is given.
 """
 
@@ -16,6 +18,10 @@ from official.modeling import hyperparams
 
 from trainer import configs, export  # noqa: F401  (configs registers the experiments)
 from trainer import task as _task  # noqa: F401  (registers the task)
+
+
+IMPORTANCE_NAME = "token_importance.npy"
+TRAINING_PARAMS_NAME = "training_params.yaml"  # the run's params.yaml, for the model card
 
 
 class ExportError(ValueError):
@@ -56,8 +62,14 @@ def export_run(model_dir: str, output_dir: str, checkpoint: str | None = None,
   # Model Garden's trainer saves the model under `model`; the optimizer and step are not needed.
   tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched().expect_partial()
   tf.get_logger().info("restored %s", path)
-  return export.export_all(model, params.task.model.encoder, vocab_file, output_dir,
-                           do_lower_case=do_lower_case)
+  exported = export.export_all(model, params.task.model.encoder, vocab_file, output_dir,
+                               do_lower_case=do_lower_case)
+  # Not part of BERT: the importance table, so a warm-started run continues it
+  # (task.init_token_importance).
+  model.token_importance.write_table(os.path.join(output_dir, IMPORTANCE_NAME))
+  tf.io.gfile.copy(os.path.join(model_dir, "params.yaml"),
+                   os.path.join(output_dir, TRAINING_PARAMS_NAME), overwrite=True)
+  return exported
 
 
 def _dummy_inputs(params) -> dict[str, tf.Tensor]:

@@ -205,7 +205,13 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
     return {self.loss: loss}
 
   def initialize(self, model: TokenDropBertPretrainer):
-    """Warm start from task.init_checkpoint: a TF2 BERT checkpoint or a Hugging Face directory."""
+    """Warm start from task.init_checkpoint (a TF2 BERT checkpoint or a Hugging Face directory)
+    and task.init_token_importance (the table of an earlier run)."""
+    if self.task_config.init_token_importance:
+      model.token_importance.assign(
+          TokenImportance.read_table(self.task_config.init_token_importance))
+      logging.info("Initialized the importance table from %s",
+                   self.task_config.init_token_importance)
     path = self.task_config.init_checkpoint
     if not path:
       return

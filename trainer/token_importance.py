@@ -6,6 +6,7 @@ layers. The table starts high (10.0, above the ~ln(vocab_size) loss of an
 untrained model), so ids not yet seen are kept rather than dropped.
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -77,3 +78,22 @@ class TokenImportance(tf.Module):
     mean, variance = tf.nn.moments(self.table, axes=[0])
     return {"mean": mean, "std": tf.sqrt(variance), "min": tf.reduce_min(self.table),
             "max": tf.reduce_max(self.table)}
+
+  def assign(self, table) -> None:
+    """Replaces the table, e.g. with an earlier run's (`read_table`)."""
+    table = tf.convert_to_tensor(table, tf.float32)
+    if table.shape != (self.vocab_size,):
+      raise ValueError(f"an importance table of shape {table.shape.as_list()} does not fit a "
+                       f"vocabulary of {self.vocab_size}; warm-start only from a run with the "
+                       "same vocab")
+    self.table.assign(table)
+
+  def write_table(self, path: str) -> None:
+    """Saves the table as .npy, beside an exported checkpoint (any tf.io.gfile path)."""
+    with tf.io.gfile.GFile(path, "wb") as f:
+      np.save(f, self.table.numpy())
+
+  @staticmethod
+  def read_table(path: str) -> np.ndarray:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return np.load(f)

@@ -76,11 +76,10 @@ def _format_seconds(seconds: float) -> str:
   return f"{hours:d}:{minutes:02d}:{secs:02d}"
 
 
-def _strategy(params) -> tf.distribute.Strategy:
+def _strategy(params, cpu_devices: int) -> tf.distribute.Strategy:
   runtime = params.runtime
-  if (runtime.distribution_strategy == "mirrored" and runtime.num_gpus == 0
-      and FLAGS.cpu_devices > 1):
-    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(FLAGS.cpu_devices)])
+  if runtime.distribution_strategy == "mirrored" and runtime.num_gpus == 0 and cpu_devices > 1:
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
   return distribute_utils.get_distribution_strategy(
       distribution_strategy=runtime.distribution_strategy,
       all_reduce_alg=runtime.all_reduce_alg,
@@ -102,22 +101,28 @@ def _parse_params():
 def run(argv=None) -> None:
   del argv
   try:
-    _run()
+    if FLAGS.cpu_devices > 1:
+      split_cpu(FLAGS.cpu_devices)
+    if not FLAGS.model_dir:
+      raise ConfigError("--model_dir is required: checkpoints and summaries go there")
+    run_experiment(_parse_params(), FLAGS.model_dir, FLAGS.mode, FLAGS.cpu_devices)
   except (ConfigError, NonFiniteLossError) as e:
     sys.exit(f"tokendrop train: {e}")
 
 
-def _run() -> None:
-  if FLAGS.cpu_devices > 1:
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
-  if not FLAGS.model_dir:
-    raise ConfigError("--model_dir is required: checkpoints and summaries go there")
-  params = _parse_params()
-  if "train" in FLAGS.mode:
+def split_cpu(devices: int) -> None:
+  """Makes the host CPU `devices` logical devices; must run before TF initializes them."""
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+
+
+def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> None:
+  """Trains and/or evaluates `params` in model_dir: the command line's work, for callers such
+  as the TFX Trainer's run_fn. Raises ConfigError or NonFiniteLossError."""
+  if "train" in mode:
     # Eval-only jobs do not write it, so a continuous_eval job never races the trainer.
-    train_utils.serialize_config(params, FLAGS.model_dir)
+    train_utils.serialize_config(params, model_dir)
   if params.runtime.enable_xla:
     # As Model Garden's keras_utils.set_session_config: XLA auto-clustering of the step's graph.
     # It applies on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit; TPU steps are
@@ -125,25 +130,23 @@ def _run() -> None:
     tf.config.optimizer.set_jit("autoclustering")
   if params.runtime.mixed_precision_dtype:
     performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
-  strategy = _strategy(params)
+  strategy = _strategy(params, cpu_devices)
   logging.info("%s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
   with strategy.scope():
-    experiment_task = task_factory.get_task(params.task, logging_dir=FLAGS.model_dir)
+    experiment_task = task_factory.get_task(params.task, logging_dir=model_dir)
     try:
       trainer = train_utils.create_trainer(
-          params, experiment_task, train="train" in FLAGS.mode,
-          evaluate=("eval" in FLAGS.mode) or FLAGS.mode == "continuous_eval",
-          checkpoint_exporter=train_utils.maybe_create_best_ckpt_exporter(params,
-                                                                          FLAGS.model_dir),
+          params, experiment_task, train="train" in mode,
+          evaluate=("eval" in mode) or mode == "continuous_eval",
+          checkpoint_exporter=train_utils.maybe_create_best_ckpt_exporter(params, model_dir),
           trainer_cls=TokenDropTrainer)
     except (ValueError, FileNotFoundError) as e:
       # Model-building errors a user causes (schedule, vocab, ids) name their config key.
       # gin appends "In call to configurable ..." lines to the message; keep the first.
       reason = str(e).strip().splitlines()[0]
       raise ConfigError(f"invalid experiment config: {reason}") from e
-  train_lib.run_experiment(distribution_strategy=strategy, task=experiment_task,
-                           mode=FLAGS.mode, params=params, model_dir=FLAGS.model_dir,
-                           trainer=trainer)
+  train_lib.run_experiment(distribution_strategy=strategy, task=experiment_task, mode=mode,
+                           params=params, model_dir=model_dir, trainer=trainer)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,125 @@
+"""The TFX pipeline, in one function: corpus -> tokenize and pack -> train -> GLUE -> push.
+
+    CorpusGen ──> TokenizePack ──> Trainer ──> GlueEvaluator ──> BertPusher
+                                     ^              ^
+           latest blessed model ─────┴──────────────┘   (warm start; baseline for blessing)
+
+The same DAG runs on LocalDagRunner (Beam DirectRunner, training in-process)
+and on Vertex AI Pipelines (Beam on Dataflow, training as a Vertex custom job on
+TPU); only the config differs.
+"""
+
+import json
+
+from tfx import v1 as tfx
+
+from components.corpus_gen.component import corpus_gen
+from components.glue_eval.component import GlueEvaluator
+from components.publish.component import BertPusher
+from components.tokenize_pack.component import TokenizePack
+from pipelines.config import PipelineConfig
+from trainer import vocab as vocab_lib
+
+RUN_FN = "trainer.run_fn.run_fn"
+
+
+def vocab_path(config: PipelineConfig) -> str:
+  if config.data.vocab == "bert-base-uncased":
+    return str(vocab_lib.bert_base_uncased_vocab_path())
+  return config.data.vocab
+
+
+def trainer_custom_config(config: PipelineConfig) -> dict:
+  """What run_fn reads (see trainer/run_fn.py), plus the Vertex job spec on Vertex."""
+  training = config.training
+  custom = {
+      "experiment": training.experiment,
+      "config_files": list(training.config_files),
+      "params_override": training.params_override,
+      "cpu_devices": training.cpu_devices,
+      "lower_case": config.data.lower_case,
+  }
+  if training.vertex is not None:
+    vertex = config.vertex
+    machine_spec = {"machine_type": training.vertex.machine_type,
+                    "accelerator_type": training.vertex.accelerator_type,
+                    "accelerator_count": training.vertex.accelerator_count}
+    if training.vertex.tpu_topology:
+      machine_spec["tpu_topology"] = training.vertex.tpu_topology
+    job = {"project": vertex.project,
+           "worker_pool_specs": [{"machine_spec": machine_spec, "replica_count": 1,
+                                  "container_spec": {"image_uri": vertex.image}}]}
+    if vertex.service_account:
+      job["service_account"] = vertex.service_account
+    ai_platform = tfx.extensions.google_cloud_ai_platform
+    custom.update({ai_platform.ENABLE_VERTEX_KEY: True,
+                   ai_platform.VERTEX_REGION_KEY: vertex.region,
+                   ai_platform.TRAINING_ARGS_KEY: job})
+  return custom
+
+
+def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
+  corpus = corpus_gen(config.corpus.input_base, config.corpus.file_pattern,
+                      input_format=config.corpus.input_format,
+                      text_field=config.corpus.text_field)
+
+  data = config.data
+  tokenize_pack = TokenizePack(
+      corpus=corpus.outputs["examples"],
+      vocab=None if data.learn_vocab_size else vocab_path(config),
+      learn_vocab_size=data.learn_vocab_size or None,
+      lower_case=data.lower_case,
+      seq_length=data.seq_length,
+      masking=data.masking,
+      packing=data.packing,
+      max_predictions_per_seq=data.max_predictions_per_seq or None,
+      validation_fraction=data.validation_fraction,
+      num_shards=data.num_shards,
+      seed=data.seed)
+
+  latest_blessed = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id("latest_blessed_model")
+
+  trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer
+                 if config.training.vertex is not None else tfx.components.Trainer)
+  trainer = trainer_cls(
+      run_fn=RUN_FN,
+      examples=tokenize_pack.outputs["examples"],
+      transform_graph=tokenize_pack.outputs["transform_graph"],
+      base_model=latest_blessed.outputs["model"] if config.training.warm_start else None,
+      train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.training.train_steps),
+      eval_args=tfx.proto.EvalArgs(splits=["validation"], num_steps=config.training.eval_steps),
+      custom_config=trainer_custom_config(config))
+
+  evaluator = GlueEvaluator(
+      model=trainer.outputs["model"],
+      baseline_model=latest_blessed.outputs["model"],
+      baseline_blessing=latest_blessed.outputs["model_blessing"],
+      tasks=config.glue.tasks,
+      glue_dir=config.glue.glue_dir,
+      threshold=config.glue.threshold,
+      tolerance=config.glue.tolerance,
+      finetune_config=json.dumps(config.glue.finetune),
+      lower_case=data.lower_case)
+
+  pusher = BertPusher(
+      model=trainer.outputs["model"],
+      blessing=evaluator.outputs["blessing"],
+      evaluation=evaluator.outputs["evaluation"],
+      statistics=tokenize_pack.outputs["statistics"],
+      push_destination=config.push.destination)
+
+  metadata = None
+  if config.metadata_path:
+    metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        config.metadata_path)
+  return tfx.dsl.Pipeline(
+      pipeline_name=config.name,
+      pipeline_root=config.root,
+      components=[corpus, tokenize_pack, latest_blessed, trainer, evaluator, pusher],
+      enable_cache=config.enable_cache,
+      metadata_connection_config=metadata,
+      beam_pipeline_args=list(config.beam_pipeline_args))

@@ -1,0 +1,131 @@
+"""Vertex AI Pipelines: the compiled JSON, and what submit and schedule would send.
+
+No credentials exist here, so submit and schedule run the real aiplatform client
+down to its service stubs, which are replaced by recorders: the test checks the
+request objects that would go to Vertex, never a cloud run.
+"""
+
+import json
+
+import google.auth.credentials
+import pytest
+from google.cloud.aiplatform_v1.services.pipeline_service import PipelineServiceClient
+from google.cloud.aiplatform_v1.services.schedule_service import ScheduleServiceClient
+from google.cloud.aiplatform_v1.types import pipeline_job as gca_pipeline_job
+from google.cloud.aiplatform_v1.types import schedule as gca_schedule
+
+from pipelines import config as config_lib
+from pipelines import pipeline_cli, vertex
+
+CONFIG = "configs/pipeline_vertex_base_tpu.yaml"
+COMPONENTS = {"CorpusGen", "TokenizePack", "Trainer", "GlueEvaluator", "BertPusher"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+  output = tmp_path_factory.mktemp("vertex") / "pipeline.json"
+  assert pipeline_cli.main(["compile", "--config", CONFIG, "--output", str(output)]) == 0
+  return output, json.loads(output.read_text())
+
+
+def _parameter(task: dict, name: str):
+  return task["inputs"]["parameters"][name]["runtimeValue"]["constantValue"]["stringValue"]
+
+
+def test_every_component_runs_in_the_project_image(compiled):
+  _, job = compiled
+  spec = job["pipelineSpec"]
+  tasks = spec["root"]["dag"]["tasks"]
+  assert COMPONENTS <= set(tasks)
+  assert {"latest_blessed_model-model-resolver", "latest_blessed_model-model-blessing-resolver"
+          } <= set(tasks)
+  image = config_lib.load(CONFIG).vertex.image
+  containers = {name: executor["container"]
+                for name, executor in spec["deploymentSpec"]["executors"].items()
+                if "container" in executor}
+  assert {f"{c}_executor" for c in COMPONENTS} <= set(containers)
+  assert all(container["image"] == image for container in containers.values())
+  assert job["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/tokendrop/pipeline-root"
+
+
+def test_beam_components_run_on_dataflow_and_corpus_spans_resolve_before_the_cache(compiled):
+  _, job = compiled
+  executors = job["pipelineSpec"]["deploymentSpec"]["executors"]
+  for name in ("CorpusGen_executor", "TokenizePack_executor"):
+    args = executors[name]["container"]["args"]
+    assert "--runner=DataflowRunner" in args and "--project=my-project" in args
+    assert any(a.startswith("--sdk_container_image=") for a in args)
+  # TFX's FileBasedExampleGen driver picks the newest {SPAN} before the cache check.
+  driver = executors["CorpusGen_executor"]["container"]["lifecycle"]["preCacheCheck"]
+  assert driver["command"][-1] == "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
+
+
+def test_trainer_asks_vertex_for_a_tpu_and_runs_the_token_drop_experiment(compiled):
+  _, job = compiled
+  trainer = job["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]
+  assert _parameter(trainer, "run_fn") == "trainer.run_fn.run_fn"
+  custom = json.loads(_parameter(trainer, "custom_config"))
+  assert custom["ai_platform_enable_vertex"] is True
+  assert custom["ai_platform_vertex_region"] == "us-central1"
+  (pool,) = custom["ai_platform_training_args"]["worker_pool_specs"]
+  assert pool["machine_spec"] == {"machine_type": "cloud-tpu", "accelerator_type": "TPU_V3",
+                                  "accelerator_count": 8}
+  assert custom["experiment"] == "token_drop_bert/pretraining"
+  assert custom["params_override"]["runtime"]["distribution_strategy"] == "tpu"
+  executor = job["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]
+  assert executor["container"]["args"][1] == (
+      "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor")
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+  """Replaces the Vertex service calls with recorders of the requests."""
+  requests = {}
+
+  def create_pipeline_job(self, request=None, *, parent=None, pipeline_job=None,
+                          pipeline_job_id=None, **kwargs):
+    requests["pipeline_job"] = (parent, pipeline_job, pipeline_job_id)
+    return gca_pipeline_job.PipelineJob(
+        name=f"{parent}/pipelineJobs/{pipeline_job_id}", state="PIPELINE_STATE_PENDING")
+
+  def create_schedule(self, request=None, *, parent=None, schedule=None, **kwargs):
+    requests["schedule"] = (parent, schedule)
+    return gca_schedule.Schedule(name=f"{parent}/schedules/123", cron=schedule.cron)
+
+  monkeypatch.setattr(PipelineServiceClient, "create_pipeline_job", create_pipeline_job)
+  monkeypatch.setattr(ScheduleServiceClient, "create_schedule", create_schedule)
+  return requests
+
+
+def test_submit_sends_one_pipeline_job(compiled, recorded):
+  template, _ = compiled
+  config = config_lib.load(CONFIG)
+  job = vertex.submit(config, str(template), credentials=google.auth.credentials.
+                      AnonymousCredentials())
+  parent, sent, job_id = recorded["pipeline_job"]
+  assert parent == "projects/my-project/locations/us-central1"
+  assert job_id.startswith("tokendrop-bert-base-")
+  assert sent.runtime_config.gcs_output_directory == config.root
+  assert set(sent.pipeline_spec["root"]["dag"]["tasks"]) >= COMPONENTS
+  assert job.resource_name == f"{parent}/pipelineJobs/{job_id}"
+
+
+def test_schedule_sends_a_cron_schedule_of_the_pipeline(compiled, recorded):
+  template, _ = compiled
+  config = config_lib.load(CONFIG)
+  vertex.schedule(config, str(template), "0 3 * * 0",
+                  credentials=google.auth.credentials.AnonymousCredentials())
+  parent, sent = recorded["schedule"]
+  assert parent == "projects/my-project/locations/us-central1"
+  assert sent.cron == "0 3 * * 0" and sent.max_concurrent_run_count == 1
+  request = sent.create_pipeline_job_request
+  assert request.parent == parent
+  assert request.pipeline_job.runtime_config.gcs_output_directory == config.root
+  assert set(request.pipeline_job.pipeline_spec["root"]["dag"]["tasks"]) >= COMPONENTS
+
+
+def test_vertex_needs_a_gs_root(tmp_path):
+  config = config_lib.load(CONFIG, {"root": str(tmp_path),
+                                   "metadata_path": str(tmp_path / "m.sqlite")})
+  with pytest.raises(config_lib.PipelineConfigError, match="must be a gs:// path for Vertex"):
+    vertex.compile_pipeline(config, str(tmp_path / "p.json"))

@@ -1,0 +1,89 @@
+"""`run_fn` for the standard TFX Trainer: the same experiment as `tokendrop train`.
+
+    Trainer(run_fn="trainer.run_fn.run_fn", examples=..., transform_graph=...,
+            base_model=..., custom_config={...}, train_args=..., eval_args=...)
+
+`fn_args` is read by attribute only, so this module does not import TFX. It maps:
+
+    fn_args.train_files / eval_files    task.train_data / validation_data.input_path
+    fn_args.transform_output            task.vocab_file = <transform_output>/vocab.txt
+    fn_args.train_steps / eval_steps    trainer.train_steps / validation_steps (when set)
+    fn_args.base_model                  warm start: task.init_checkpoint and
+                                        task.init_token_importance from its export
+    fn_args.model_run_dir               the Model Garden model_dir (checkpoints, summaries)
+    fn_args.serving_model_dir           `tokendrop export` output: tf2/, hf/, saved_model/
+
+custom_config (a JSON-able dict):
+    experiment        default token_drop_bert/pretraining
+    config_files      YAML files applied in order; a bare name is looked up in configs/
+    params_override   a nested dict (or a Model Garden override string), applied last
+    mode              default train_and_eval
+    cpu_devices       split the CPU into N replicas for runtime.distribution_strategy=mirrored
+    lower_case        default true: the exported tokenizer lower-cases
+"""
+
+import os
+
+import tensorflow as tf
+from absl import logging
+from official.core import exp_factory
+from official.modeling import hyperparams
+
+from trainer import export_cli, train
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+VOCAB_NAME = "vocab.txt"
+
+
+def config_path(name: str) -> str:
+  """A config file: a path as given, or a bare name from the project's configs/ folder."""
+  if os.path.dirname(name) or "://" in name:
+    return name
+  return os.path.join(CONFIG_DIR, name)
+
+
+def experiment_params(fn_args, custom_config: dict):
+  """The experiment config that `tokendrop train` would build, filled in from fn_args."""
+  try:
+    params = exp_factory.get_exp_config(
+        custom_config.get("experiment", "token_drop_bert/pretraining"))
+    for name in custom_config.get("config_files", ()):
+      params = hyperparams.override_params_dict(params, config_path(name), is_strict=True)
+    task = {
+        "train_data": {"input_path": ",".join(fn_args.train_files)},
+        "validation_data": {"input_path": ",".join(fn_args.eval_files)},
+    }
+    if fn_args.transform_output:
+      task["vocab_file"] = os.path.join(fn_args.transform_output, VOCAB_NAME)
+    if fn_args.base_model:
+      task["init_checkpoint"] = os.path.join(fn_args.base_model, "tf2", "bert_model.ckpt")
+      table = os.path.join(fn_args.base_model, export_cli.IMPORTANCE_NAME)
+      if tf.io.gfile.exists(table):
+        task["init_token_importance"] = table
+    trainer = {}
+    if fn_args.train_steps:
+      trainer["train_steps"] = int(fn_args.train_steps)
+    if fn_args.eval_steps:
+      trainer["validation_steps"] = int(fn_args.eval_steps)
+    params.override({"task": task, "trainer": trainer}, is_strict=True)
+    params = hyperparams.override_params_dict(params, custom_config.get("params_override", ""),
+                                              is_strict=True)
+    params.validate()
+  except (KeyError, ValueError, AttributeError, TypeError) as e:
+    raise train.ConfigError(f"bad Trainer custom_config ({type(e).__name__}): {e}") from e
+  params.lock()
+  return params
+
+
+def run_fn(fn_args) -> None:
+  """Trains (resuming from model_run_dir if it holds a checkpoint) and exports standard BERT."""
+  custom_config = dict(fn_args.custom_config or {})
+  params = experiment_params(fn_args, custom_config)
+  if custom_config.get("cpu_devices", 0) > 1:
+    train.split_cpu(custom_config["cpu_devices"])
+  if fn_args.base_model:
+    logging.info("warm start from %s", fn_args.base_model)
+  train.run_experiment(params, fn_args.model_run_dir, custom_config.get("mode", "train_and_eval"),
+                       custom_config.get("cpu_devices", 0))
+  export_cli.export_run(fn_args.model_run_dir, fn_args.serving_model_dir,
+                        do_lower_case=custom_config.get("lower_case", True))
