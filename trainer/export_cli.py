@@ -19,7 +19,6 @@ from official.modeling import hyperparams
 from trainer import configs, export  # noqa: F401  (configs registers the experiments)
 from trainer import task as _task  # noqa: F401  (registers the task)
 
-
 IMPORTANCE_NAME = "token_importance.npy"
 TRAINING_PARAMS_NAME = "training_params.yaml"  # the run's params.yaml, for the model card
 
