@@ -131,7 +131,7 @@ def find_checkpoint_dir(path: str) -> str:
       return candidate
   raise FileNotFoundError(f"no exported checkpoint in {path!r}: expected {export.BERT_CONFIG_NAME}"
                           f", {export.CHECKPOINT_NAME}.* and {export.VOCAB_NAME} there or in "
-                          f"{path!r}/tf2 (`tokendrop export` writes OUT/tf2)")
+                          f"{os.path.join(path, 'tf2')!r} (`tokendrop export` writes OUT/tf2)")
 
 
 def build_classifier(checkpoint_dir: str, num_classes: int,

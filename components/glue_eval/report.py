@@ -152,7 +152,9 @@ def chart_png(report: dict, baseline: dict | None = None) -> bytes:
                        for n in names] + [100 * (baseline_total or 0.0)]
     bars = axes.bar([p + offset for p in positions], baseline_scores, width, label="baseline")
     axes.bar_label(bars, fmt="%.1f", fontsize=8)
-    axes.legend(loc="lower right")
+    # Headroom above the tallest bar keeps the legend off the bars.
+    axes.set_ylim(top=1.3 * max(scores + baseline_scores + [1.0]))
+    axes.legend(loc="upper right", ncols=2)
   axes.set_xticks(positions, labels, fontsize=8)
   axes.set_ylabel("dev score (x100)")
   axes.set_title("GLUE evaluation")

@@ -8,6 +8,7 @@
 
 The split directories can be put elsewhere (`split_dirs`), as the TokenizePack
 component does to write straight into its Examples artifact's Split-* folders.
+
 `run` builds and runs it on the runner named in the Beam pipeline arguments
 (DirectRunner in memory by default), then reads back stats.json.
 """

@@ -1,0 +1,197 @@
+"""TokenizePack: the TFX component that runs the data pipeline (pipeline.run) on a corpus.
+
+    tokenize_pack = TokenizePack(corpus=corpus_gen.outputs["examples"], seq_length=128,
+                                 vocab="gs://bucket/vocab.txt")
+
+Input:
+  corpus (Examples): text documents as tf.train.Examples with the bytes feature
+    `text`, as components.corpus_gen writes them; every split is read, since
+    documents are split into train and validation here, by a hash of their text.
+Outputs:
+  examples (Examples): split_names ["train", "validation"], the pretraining
+    records in `<uri>/Split-train/examples-SSSSS-of-NNNNN.tfrecord.gz` and
+    `<uri>/Split-validation/...` (gzip TFRecords of tf.train.Examples, the
+    features that trainer.data reads for the chosen masking). Custom
+    properties: span and version, copied from a single corpus artifact.
+  transform_graph (TransformGraph): `<uri>/transform_fn/` and
+    `<uri>/transformed_metadata/`, the TFT graph text -> WordPiece ids, and
+    `<uri>/vocab.txt`, the vocabulary the ids index. The trainer reads its
+    vocab from `<transform_graph uri>/vocab.txt`.
+  statistics (PretrainDataStatistics): `<uri>/stats.json`, every count the
+    pipeline kept (stats.nest's layout) and the config; custom properties
+    examples_train, examples_validation, documents_read, documents_kept,
+    documents_dropped and tokens, for MLMD queries.
+Parameters: as PrepareDataConfig's fields of the same names (vocab is its
+  vocab_file, a path to a vocab.txt), checked when the component is built.
+  A parameter left as None takes the data pipeline's default.
+
+The component's `beam_pipeline_args` (from the Pipeline, or with_beam_pipeline_args)
+go to pipeline.run unchanged: DirectRunner in this process when they name no
+runner, DataflowRunner when they say so.
+"""
+
+from typing import Any
+
+from apache_beam.io.filesystems import FileSystems
+from tfx import types
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_component, base_beam_executor, executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.tokenize_pack import config as config_lib
+from components.tokenize_pack import pipeline
+from components.tokenize_pack.config import PrepareDataConfig
+from components.tokenize_pack.tokenize import TEXT_FEATURE
+
+CORPUS_KEY = "corpus"
+EXAMPLES_KEY = "examples"
+TRANSFORM_GRAPH_KEY = "transform_graph"
+STATISTICS_KEY = "statistics"
+STATS_FILE = "stats.json"
+VOCAB_FILE = "vocab.txt"
+TFX_FILE_FORMAT = "tfrecords_gzip"
+
+# Each parameter: the PrepareDataConfig field it sets, and its Python type. Booleans travel
+# as ints, as TFX's own components pass them, since Vertex parameters have no boolean type.
+_PARAMETERS = {
+    "seq_length": ("seq_length", int),
+    "vocab": ("vocab_file", str),
+    "learn_vocab_size": ("learn_vocab_size", int),
+    "lower_case": ("lower_case", bool),
+    "masking": ("masking", str),
+    "packing": ("packing", str),
+    "max_predictions_per_seq": ("max_predictions_per_seq", int),
+    "dupe_factor": ("dupe_factor", int),
+    "whole_word_masking": ("whole_word_masking", bool),
+    "validation_fraction": ("validation_fraction", float),
+    "seed": ("seed", int),
+    "num_shards": ("num_shards", int),
+}
+
+
+class PretrainDataStatistics(types.Artifact):
+  """stats.json of one TokenizePack run, with its headline counts as custom properties."""
+
+  # Vertex (KubeflowV2DagRunner) needs custom type names of the form namespace.Title.
+  TYPE_NAME = "tokendrop.PretrainDataStatistics"
+
+
+def statistics_properties(stats: dict) -> dict[str, int]:
+  """The custom properties of a PretrainDataStatistics artifact, from its stats.json."""
+  documents = stats["documents"]
+  return {
+      "examples_train": stats["examples"]["train"],
+      "examples_validation": stats["examples"]["validation"],
+      "documents_read": documents["read"],
+      "documents_kept": documents["kept"],
+      "documents_dropped": sum(documents["dropped"].values()),
+      "tokens": stats["tokens"]["total"],
+  }
+
+
+def _config_options(exec_properties: dict[str, Any]) -> dict[str, Any]:
+  """The PrepareDataConfig fields the parameters set; unset ones keep the config's defaults."""
+  return {field: kind(exec_properties[name]) for name, (field, kind) in _PARAMETERS.items()
+          if exec_properties.get(name) is not None}
+
+
+def _data_config(corpus_patterns: tuple[str, ...], output_dir: str,
+                 split_dirs: tuple[str, ...] | None,
+                 exec_properties: dict[str, Any]) -> PrepareDataConfig:
+  return PrepareDataConfig(input_patterns=corpus_patterns, output_dir=output_dir,
+                           split_dirs=split_dirs, input_format="tfrecord_text",
+                           text_field=TEXT_FEATURE, **_config_options(exec_properties))
+
+
+def _corpus_patterns(corpus: list[types.Artifact]) -> tuple[str, ...]:
+  patterns = []
+  for artifact in corpus:
+    if examples_utils.get_payload_format(artifact) != example_gen_pb2.FORMAT_TF_EXAMPLE:
+      raise ValueError(f"TokenizePack reads tf.train.Examples, but the corpus artifact "
+                       f"{artifact.uri} holds {examples_utils.get_payload_format_string(artifact)}"
+                       "; produce it with components.corpus_gen")
+    for split in artifact_utils.decode_split_names(artifact.split_names):
+      patterns += examples_utils.get_split_file_patterns([artifact], split)
+  return tuple(patterns)
+
+
+def _copy_span(corpus: list[types.Artifact], examples: types.Artifact) -> None:
+  if len(corpus) != 1:
+    return
+  for name in (example_gen_utils.SPAN_PROPERTY_NAME, example_gen_utils.VERSION_PROPERTY_NAME):
+    if corpus[0].has_custom_property(name):
+      examples.set_int_custom_property(name, corpus[0].get_int_custom_property(name))
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Runs pipeline.run with the component's Beam arguments, writing into the output artifacts."""
+
+  def Do(self, input_dict: dict[str, list[types.Artifact]],
+         output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    corpus = input_dict[CORPUS_KEY]
+    examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
+    transform_graph = artifact_utils.get_single_instance(output_dict[TRANSFORM_GRAPH_KEY])
+    statistics = artifact_utils.get_single_instance(output_dict[STATISTICS_KEY])
+
+    examples.split_names = artifact_utils.encode_split_names(list(config_lib.SPLITS))
+    split_dirs = tuple(artifact_utils.get_split_uri([examples], split)
+                       for split in config_lib.SPLITS)
+    config = _data_config(_corpus_patterns(corpus), transform_graph.uri, split_dirs,
+                          exec_properties)
+    # The output URIs belong to this execution alone; a retried attempt replaces its files.
+    result = pipeline.run(config, list(self._beam_pipeline_args), overwrite=True)
+
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(examples, TFX_FILE_FORMAT)
+    _copy_span(corpus, examples)
+
+    FileSystems.rename([config_lib.join(transform_graph.uri, STATS_FILE)],
+                       [config_lib.join(statistics.uri, STATS_FILE)])
+    for name, value in statistics_properties(result.stats).items():
+      statistics.set_int_custom_property(name, value)
+
+
+class TokenizePackSpec(ComponentSpec):
+  PARAMETERS = {name: ExecutionParameter(type=int if kind is bool else kind, optional=True)
+                for name, (_, kind) in _PARAMETERS.items()}
+  INPUTS = {CORPUS_KEY: ChannelParameter(type=standard_artifacts.Examples)}
+  OUTPUTS = {
+      EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+      TRANSFORM_GRAPH_KEY: ChannelParameter(type=standard_artifacts.TransformGraph),
+      STATISTICS_KEY: ChannelParameter(type=PretrainDataStatistics),
+  }
+
+
+class TokenizePack(base_beam_component.BaseBeamComponent):
+  """Tokenize, pack and mask the corpus into pretraining Examples; see the module docstring."""
+
+  SPEC_CLASS = TokenizePackSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, corpus: types.BaseChannel, seq_length: int | None = None,
+               vocab: str | None = None, learn_vocab_size: int | None = None,
+               lower_case: bool | None = None, masking: str | None = None,
+               packing: str | None = None, max_predictions_per_seq: int | None = None,
+               dupe_factor: int | None = None, whole_word_masking: bool | None = None,
+               validation_fraction: float | None = None, seed: int | None = None,
+               num_shards: int | None = None):
+    parameters = dict(
+        seq_length=seq_length, vocab=vocab, learn_vocab_size=learn_vocab_size,
+        lower_case=lower_case, masking=masking, packing=packing,
+        max_predictions_per_seq=max_predictions_per_seq, dupe_factor=dupe_factor,
+        whole_word_masking=whole_word_masking, validation_fraction=validation_fraction,
+        seed=seed, num_shards=num_shards)
+    # Bad options fail here, when the DAG is built, with the data pipeline's own messages.
+    _data_config(("<corpus>",), "<transform_graph>", None, parameters)
+    parameters = {name: int(value) if isinstance(value, bool) else value
+                  for name, value in parameters.items()}
+    super().__init__(spec=TokenizePackSpec(
+        corpus=corpus,
+        examples=types.Channel(type=standard_artifacts.Examples),
+        transform_graph=types.Channel(type=standard_artifacts.TransformGraph),
+        statistics=types.Channel(type=PretrainDataStatistics),
+        **parameters))

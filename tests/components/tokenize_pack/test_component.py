@@ -1,0 +1,204 @@
+"""TokenizePack after CorpusGen under LocalDagRunner (SQLite MLMD), on 50 IMDB reviews.
+
+Three runs: the first computes, the second is a cache hit for both components, the third
+changes seq_length, so CorpusGen is still cached and TokenizePack runs again.
+"""
+
+import json
+import math
+
+import ml_metadata as mlmd
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_transform as tft
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_beam_executor
+from tfx.types import Artifact, artifact_utils, standard_artifacts
+
+from components.corpus_gen.component import CorpusGen, corpus_gen
+from components.tokenize_pack import component, pipeline
+from components.tokenize_pack.component import PretrainDataStatistics, TokenizePack
+from components.tokenize_pack.tokenize import make_tokenizer
+from tests.components.tokenize_pack.conftest import VOCAB, imdb_reviews, write_documents
+from trainer import data, vocab
+
+NUM_REVIEWS = 50
+SEQ_LENGTHS = (64, 64, 32)  # one per run
+Execution = metadata_store_pb2.Execution
+
+
+def _pipeline(root, seq_length: int) -> tfx.dsl.Pipeline:
+  corpus = corpus_gen(str(root / "corpus"), "span-{SPAN}/*.txt")
+  tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], seq_length=seq_length,
+                               vocab=VOCAB, validation_fraction=0.2, num_shards=2)
+  return tfx.dsl.Pipeline(
+      pipeline_name="tokenize-pack-test", pipeline_root=str(root / "pipeline"),
+      components=[corpus, tokenize_pack], enable_cache=True,
+      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+          str(root / "metadata.sqlite")))
+
+
+def _executions(store, component_class) -> list[metadata_store_pb2.Execution]:
+  type_name = f"{component_class.__module__}.{component_class.__name__}"
+  return sorted(store.get_executions_by_type(type_name), key=lambda e: e.id)
+
+
+def _outputs(store, execution) -> dict[str, Artifact]:
+  """The execution's output artifacts, by output key, deserialized to their classes."""
+  outputs = {}
+  for event in store.get_events_by_execution_ids([execution.id]):
+    if event.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.PENDING_OUTPUT):
+      (artifact,) = store.get_artifacts_by_id([event.artifact_id])
+      artifact_type = store.get_artifact_types_by_id([artifact.type_id])[0]
+      (outputs[event.path.steps[0].key],) = artifact_utils.deserialize_artifacts(
+          artifact_type, [artifact])
+  return outputs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """(store, CorpusGen executions, TokenizePack executions) after the three runs."""
+  root = tmp_path_factory.mktemp("tokenize_pack_component")
+  (root / "corpus" / "span-1").mkdir(parents=True)
+  write_documents(root / "corpus" / "span-1" / "reviews.txt", imdb_reviews(NUM_REVIEWS))
+  for seq_length in SEQ_LENGTHS:
+    tfx.orchestration.LocalDagRunner().run(_pipeline(root, seq_length))
+  store = mlmd.MetadataStore(
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(str(root / "metadata.sqlite")))
+  return store, _executions(store, CorpusGen), _executions(store, TokenizePack)
+
+
+def test_outputs_are_registered_with_their_types_splits_and_counts(runs):
+  store, _, tokenize_runs = runs
+  outputs = _outputs(store, tokenize_runs[0])
+  examples, graph, statistics = (outputs["examples"], outputs["transform_graph"],
+                                 outputs["statistics"])
+  assert (examples.type_name, graph.type_name, statistics.type_name) == (
+      "Examples", "TransformGraph", PretrainDataStatistics.TYPE_NAME)
+  assert artifact_utils.decode_split_names(examples.split_names) == ["train", "validation"]
+  assert examples.get_int_custom_property("span") == 1
+  assert examples.get_string_custom_property("file_format") == "tfrecords_gzip"
+  for split in ("Split-train", "Split-validation"):
+    assert sorted(tf.io.gfile.listdir(f"{examples.uri}/{split}")) == [
+        "examples-00000-of-00002.tfrecord.gz", "examples-00001-of-00002.tfrecord.gz"]
+
+  with open(f"{statistics.uri}/stats.json") as f:
+    stats = json.load(f)
+  assert stats["config"]["seq_length"] == 64 and stats["config"]["input_format"] == "tfrecord_text"
+  assert stats["documents"]["read"] == stats["documents"]["kept"] == NUM_REVIEWS
+  assert {name: statistics.get_int_custom_property(name)
+          for name in component.statistics_properties(stats)} == (
+      component.statistics_properties(stats))
+  assert statistics.get_int_custom_property("documents_dropped") == 0
+  assert stats["examples"]["train"] > 0 and stats["examples"]["validation"] > 0
+
+
+def test_split_train_is_read_by_the_trainer_loader(runs):
+  store, _, tokenize_runs = runs
+  outputs = _outputs(store, tokenize_runs[0])
+  max_predictions = math.ceil(64 * 0.15)
+  params = data.TokenDropPretrainDataConfig(
+      input_path=f"{outputs['examples'].uri}/Split-train/*", seq_length=64,
+      max_predictions_per_seq=max_predictions, use_next_sentence_label=False,
+      use_v2_feature_names=True, file_type="tfrecord_compressed", is_training=False,
+      global_batch_size=16, drop_remainder=False)
+  batches = list(data.TokenDropPretrainDataLoader(params).load())
+  word_ids = np.concatenate([b["input_word_ids"].numpy() for b in batches])
+  positions = np.concatenate([b["masked_lm_positions"].numpy() for b in batches])
+  assert word_ids.shape[1] == 64 and positions.shape[1] == max_predictions
+  assert len(word_ids) == outputs["statistics"].get_int_custom_property("examples_train")
+  assert (word_ids[:, 0] == vocab.SpecialTokenIds.from_vocab_file(VOCAB).cls).all()
+
+
+def test_transform_graph_holds_the_tft_graph_and_the_vocab(runs):
+  store, _, tokenize_runs = runs
+  graph = _outputs(store, tokenize_runs[0])["transform_graph"]
+  assert sorted(tf.io.gfile.listdir(graph.uri)) == [
+      "transform_fn", "transformed_metadata", "vocab.txt"]
+  assert vocab.load_vocab(f"{graph.uri}/vocab.txt") == vocab.load_vocab(VOCAB)
+  texts = imdb_reviews(3, start=NUM_REVIEWS)
+  ids = tft.TFTransformOutput(graph.uri).transform_raw_features(
+      {"text": tf.constant(texts)})["token_ids"]
+  assert ids.to_list() == make_tokenizer(vocab.load_vocab(VOCAB), True).tokenize(texts).to_list()
+
+
+def test_a_rerun_is_a_cache_hit_and_a_new_seq_length_reruns_only_tokenize_pack(runs):
+  store, corpus_runs, tokenize_runs = runs
+  assert [e.last_known_state for e in corpus_runs] == [
+      Execution.COMPLETE, Execution.CACHED, Execution.CACHED]
+  assert [e.last_known_state for e in tokenize_runs] == [
+      Execution.COMPLETE, Execution.CACHED, Execution.COMPLETE]
+  first, cached, rerun = (_outputs(store, e)["statistics"] for e in tokenize_runs)
+  assert cached.id == first.id and rerun.id != first.id
+  with open(f"{rerun.uri}/stats.json") as f:
+    assert json.load(f)["config"]["seq_length"] == 32
+
+
+def test_beam_pipeline_args_and_artifact_dirs_reach_the_data_pipeline(monkeypatch, tmp_path):
+  seen = {}
+
+  def fake_run(config, pipeline_args, overwrite):
+    seen.update(config=config, pipeline_args=pipeline_args)
+    raise StopIteration
+
+  monkeypatch.setattr(pipeline, "run", fake_run)
+  corpus = standard_artifacts.Examples()
+  corpus.uri = str(tmp_path / "corpus")
+  corpus.split_names = artifact_utils.encode_split_names(["corpus"])
+  outputs = {}
+  for key, artifact_class in (("examples", standard_artifacts.Examples),
+                              ("transform_graph", standard_artifacts.TransformGraph),
+                              ("statistics", PretrainDataStatistics)):
+    outputs[key] = [artifact_class()]
+    outputs[key][0].uri = str(tmp_path / key)
+  dataflow = ["--runner=DataflowRunner", "--project=p", "--region=r",
+              "--sdk_container_image=example.com/tokendrop:latest"]
+  executor = component.Executor(base_beam_executor.BaseBeamExecutor.Context(
+      beam_pipeline_args=dataflow))
+  with pytest.raises(StopIteration):
+    executor.Do({"corpus": [corpus]}, outputs,
+                {"seq_length": 128.0, "vocab": VOCAB, "lower_case": 0, "whole_word_masking": 1})
+  assert seen["pipeline_args"][:len(dataflow)] == dataflow
+  config = seen["config"]
+  assert config.input_patterns == (f"{tmp_path}/corpus/Split-corpus/*",)
+  assert config.output_dir == str(tmp_path / "transform_graph")
+  assert config.split_dirs == (f"{tmp_path}/examples/Split-train",
+                               f"{tmp_path}/examples/Split-validation")
+  # Vertex may hand ints over as floats, and booleans travel as ints.
+  assert (config.seq_length, config.lower_case, config.whole_word_masking) == (128, False, True)
+  assert isinstance(config.seq_length, int)
+
+
+def test_bad_parameters_fail_when_the_pipeline_is_built(tmp_path):
+  corpus = corpus_gen(str(tmp_path), "{SPAN}/*").outputs["examples"]
+  with pytest.raises(ValueError, match="exactly one of --vocab FILE or --learn_vocab_size"):
+    TokenizePack(corpus=corpus, seq_length=64)
+  with pytest.raises(ValueError, match="--masking must be one of"):
+    TokenizePack(corpus=corpus, vocab=VOCAB, masking="sometimes")
+
+
+def test_it_compiles_for_vertex_with_the_pipelines_beam_args(tmp_path):
+  corpus = corpus_gen("gs://bucket/corpus", "span-{SPAN}/*.txt")
+  tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], seq_length=128,
+                               vocab="gs://bucket/vocab.txt", whole_word_masking=True)
+  dataflow = ["--runner=DataflowRunner", "--project=p", "--region=r"]
+  output = tmp_path / "pipeline.json"
+  tfx.orchestration.experimental.KubeflowV2DagRunner(
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+          default_image="example.com/tokendrop:latest"),
+      output_filename=str(output)).run(tfx.dsl.Pipeline(
+          pipeline_name="tokenize-pack-test", pipeline_root="gs://bucket/root",
+          components=[corpus, tokenize_pack], beam_pipeline_args=dataflow))
+  spec = json.loads(output.read_text())["pipelineSpec"]
+  container = spec["deploymentSpec"]["executors"]["TokenizePack_executor"]["container"]
+  assert container["args"][:2] == ["--executor_class_path", f"{component.__name__}.Executor"]
+  assert container["args"][-len(dataflow):] == dataflow
+  definition = spec["components"]["TokenizePack"]
+  assert definition["inputDefinitions"]["parameters"] == {
+      "seq_length": {"type": "INT"}, "vocab": {"type": "STRING"},
+      "whole_word_masking": {"type": "INT"}}
+  statistics = definition["outputDefinitions"]["artifacts"]["statistics"]
+  assert statistics["artifactType"]["instanceSchema"].startswith(
+      f"title: {PretrainDataStatistics.TYPE_NAME}\n")
