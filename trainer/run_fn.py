@@ -7,7 +7,8 @@
 
     fn_args.train_files / eval_files    task.train_data / validation_data.input_path
     fn_args.transform_output            task.vocab_file = <transform_output>/vocab.txt
-    fn_args.train_steps / eval_steps    trainer.train_steps / validation_steps (when set)
+    fn_args.train_steps / eval_steps    trainer.train_steps (and a polynomial decay's
+                                        decay_steps) / validation_steps, when set
     fn_args.base_model                  warm start: task.init_checkpoint and
                                         task.init_token_importance from its export
     fn_args.model_run_dir               the Model Garden model_dir (checkpoints, summaries)
@@ -63,6 +64,11 @@ def experiment_params(fn_args, custom_config: dict):
     trainer = {}
     if fn_args.train_steps:
       trainer["train_steps"] = int(fn_args.train_steps)
+      # The run length decides the schedule: a decay that ended early would train the last
+      # steps at learning rate 0.
+      if params.trainer.optimizer_config.learning_rate.type == "polynomial":
+        trainer["optimizer_config"] = {
+            "learning_rate": {"polynomial": {"decay_steps": int(fn_args.train_steps)}}}
     if fn_args.eval_steps:
       trainer["validation_steps"] = int(fn_args.eval_steps)
     params.override({"task": task, "trainer": trainer}, is_strict=True)

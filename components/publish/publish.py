@@ -85,7 +85,8 @@ def model_card(version: str, training_params: dict, data_stats: dict | None, glu
       "data": data_stats,
       "evaluation": {
           "glue_score": glue_report.get("glue_score"),
-          "tasks": glue_report.get("task_display_names") or sorted(glue_report.get("tasks", {})),
+          "tasks": [task.get("display_name", name)
+                    for name, task in sorted(glue_report.get("tasks", {}).items())],
           "blessing": glue_report.get("blessing"),
       },
       "lineage": lineage,

@@ -6,6 +6,9 @@ request objects that would go to Vertex, never a cloud run.
 """
 
 import json
+import os
+import pathlib
+import subprocess
 
 import google.auth.credentials
 import pytest
@@ -17,6 +20,7 @@ from google.cloud.aiplatform_v1.types import schedule as gca_schedule
 from pipelines import config as config_lib
 from pipelines import pipeline_cli, vertex
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = "configs/pipeline_vertex_base_tpu.yaml"
 COMPONENTS = {"CorpusGen", "TokenizePack", "Trainer", "GlueEvaluator", "BertPusher"}
 
@@ -129,3 +133,17 @@ def test_vertex_needs_a_gs_root(tmp_path):
                                    "metadata_path": str(tmp_path / "m.sqlite")})
   with pytest.raises(config_lib.PipelineConfigError, match="must be a gs:// path for Vertex"):
     vertex.compile_pipeline(config, str(tmp_path / "p.json"))
+
+
+def test_tfx_cli_compiles_the_vertex_runner(tmp_path):
+  output = tmp_path / "pipeline.json"
+  result = subprocess.run(
+      ["tfx", "pipeline", "compile", "--engine=vertex",
+       "--pipeline_path=pipelines/vertex_runner.py"],
+      cwd=REPO, capture_output=True, text=True, timeout=600,
+      env={**os.environ, "VERTEX_HOME": str(tmp_path / "home"),
+           "TOKENDROP_PIPELINE_JSON": str(output)})
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Pipeline tokendrop-bert-base compiled successfully." in result.stdout
+  spec = json.loads(output.read_text())["pipelineSpec"]
+  assert COMPONENTS <= set(spec["root"]["dag"]["tasks"])
