@@ -64,7 +64,9 @@ def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
     runners.append(args[args.index("--runner") + 1])
   if not runners:
     args.append("--runner=DirectRunner")
-  # Without an explicit mode, Beam 2.77's DirectRunner may hand off to the heavy Prism runner.
+  # The mode applies to the FnApiRunner that DirectRunner uses. Beam 2.77's DirectRunner first
+  # tries Prism whatever the mode (its binary is downloaded on first use; offline, that fails
+  # and DirectRunner falls back to the FnApiRunner, as on this project's CI machine).
   direct = not runners or runners[-1] in ("DirectRunner", "direct")
   if direct and not any(a.startswith("--direct_running_mode") for a in args):
     args.append("--direct_running_mode=in_memory")
