@@ -1,0 +1,24 @@
+"""`trainer.train` with every random seed fixed first, so the study's runs start from the
+same weights and draw the same dropout masks:
+
+    python bench/study/seeded_train.py SEED --experiment=... --model_dir=... --mode=...
+
+Model Garden's runtime config has no seed, and the data order and MLM masks are
+already seeded by the config (`masking_seed`), so the weights are what this adds.
+"""
+
+import sys
+
+import tf_keras
+
+from trainer import train
+
+
+def main(argv: list[str]) -> int:
+  seed, *train_args = argv
+  tf_keras.utils.set_random_seed(int(seed))
+  return train.main(train_args)
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
