@@ -117,10 +117,11 @@ def corpus_gen(input_base: str, file_pattern: str, input_format: str = "text",
 
   Args:
     input_base: the corpus root, local or gs://.
-    file_pattern: a glob relative to input_base, with TFX's `{SPAN}` (or
-      `{YYYY}{MM}{DD}`) and optionally `{VERSION}` placeholders, e.g.
-      "span-{SPAN}/v{VERSION}/*.jsonl.gz". Each run reads the newest span (and
-      its newest version); without placeholders, every matching file, as span 0.
+    file_pattern: a glob relative to input_base with TFX's span placeholder
+      (`{SPAN}`, or TFX's date form of it) and, optionally, `{VERSION}`; for
+      instance "span-{SPAN}/v{VERSION}/*.jsonl.gz". Each run reads the newest
+      span and its newest version. A pattern with no placeholder reads every
+      matching file as span 0.
     input_format: "text" (a blank line ends a document) or "jsonl".
     text_field: the JSONL field that holds a document's text.
     range_config: pins the span (RangeConfig.static_range), e.g. to backfill.
