@@ -7,6 +7,7 @@ importance tables, and the prepared data itself.
 
 import dataclasses
 import datetime
+import json
 import pathlib
 import platform
 import statistics
@@ -28,9 +29,13 @@ LABELS = {
     "baseline": "baseline BERT",
     "baseline_equal_compute": "baseline at equal FLOPs",
     "random": "random selection",
+    "baseline_early": "reference: baseline's first checkpoint",
 }
-COLORS = {"token_drop": "C0", "baseline": "C1", "baseline_equal_compute": "C3", "random": "C2"}
+COLORS = {"token_drop": "C0", "baseline": "C1", "baseline_equal_compute": "C3", "random": "C2",
+          "baseline_early": "C7"}
 MIN_COUNT = 20  # tokens rarer than this in the training data are left out of the rankings
+MIN_UPDATES_FOR_MEAN = 20  # fewer estimated updates: no bias-corrected mean loss shown
+MIN_UPDATES = 200  # estimated importance updates for the "hardest settled tokens" table
 
 
 @dataclasses.dataclass
@@ -100,15 +105,41 @@ def first_interval_seconds(model_dir: pathlib.Path) -> float:
   return train[0][1] - (model_dir / "params.yaml").stat().st_mtime
 
 
-def read_finetune(report_path: pathlib.Path) -> dict:
-  import json
-
+def read_finetune(report_path: pathlib.Path, class_shares: tuple[float, ...]) -> dict:
+  """One model's rt_sst2 report; `collapsed` lists the seeds whose dev accuracy equals a
+  class's share of the dev set, the signature of a classifier that predicts one class."""
   task = json.loads(report_path.read_text())["tasks"]["rt_sst2"]
   scores = [seed["score"] for seed in task["seeds"]]
+  seeds = [seed["seed"] for seed in task["seeds"]]
+  dev_size = sum(task["dev_sizes"].values())
+  collapsed = [seed for seed, score in zip(seeds, scores, strict=True)
+               if any(abs(score - share) < 0.5 / dev_size for share in class_shares)]
   return {"median": statistics.median(scores), "min": min(scores), "max": max(scores),
-          "scores": scores, "seeds": [seed["seed"] for seed in task["seeds"]],
+          "scores": scores, "seeds": seeds, "collapsed": collapsed,
           "lr": task["best_learning_rate"], "train_size": task["train_size"],
-          "dev_size": sum(task["dev_sizes"].values())}
+          "dev_size": dev_size}
+
+
+def rt_dev_class_shares() -> tuple[float, ...]:
+  """Each label's share of the rt_sst2 dev split: the accuracy of always predicting it."""
+  from components.glue_eval import data as glue_data
+
+  labels = [example.label for example in glue_data.read_rotten_tomatoes().dev["dev"].examples]
+  return tuple(labels.count(label) / len(labels) for label in sorted(set(labels)))
+
+
+def estimated_updates(counts: np.ndarray, scale, train_sequences: int,
+                      masked_lm_prob: float) -> np.ndarray:
+  """About how many training steps updated each id's importance.
+
+  The table moves an id once per step in which it is predicted at least once. A step
+  reads batch_size of the train_sequences sequences and predicts each position with
+  probability about min(masked_lm_prob, max_predictions / seq_length), so an id is
+  predicted Poisson(rate) times per step; the estimate is steps * P(at least once).
+  """
+  p = min(masked_lm_prob, scale.max_predictions / scale.seq_length)
+  rate = counts * (scale.batch_size / train_sequences) * p
+  return scale.train_steps * -np.expm1(-rate)
 
 
 def token_counts(data_dir: pathlib.Path, vocab_size: int, seq_length: int) -> np.ndarray:
@@ -167,13 +198,19 @@ def write_page(inputs: StudyInputs) -> None:
   matched = _events(inputs.runs["baseline_equal_compute"] / "validation")
   matched_loss = matched["lm_example_loss"][-1][2]
   matched_accuracy = matched["masked_lm_accuracy"][-1][2]
-  finetune = {name: read_finetune(path) for name, path in inputs.finetune_reports.items()}
+  class_shares = rt_dev_class_shares()
+  finetune = {name: read_finetune(path, class_shares)
+              for name, path in inputs.finetune_reports.items()}
   saved = np.load(inputs.work_dir / "importance_tables.npz")
   table_steps, tables = saved["steps"], saved["tables"]
   table = tables[-1]
   counts = token_counts(inputs.data_dir, len(tokens), scale.seq_length)
   kept, seen = keep_rates(table, inputs.data_dir, scale)
   init = configs.TokenDropBertEncoderConfig().token_loss_init_value
+  beta = configs.TokenDropBertEncoderConfig().token_loss_beta
+  data_stats = json.loads((inputs.data_dir / "stats.json").read_text())
+  updates = estimated_updates(counts, scale, data_stats["examples"]["train"],
+                              data_stats["config"]["masked_lm_prob"])
   special = set(vocab.SpecialTokenIds.from_vocab_file(inputs.data_dir / "vocab.txt").all_ids())
 
   # --- equal steps / equal compute ---
@@ -313,8 +350,8 @@ def write_page(inputs: StudyInputs) -> None:
       f"{scale.validation_batches} batches, the same masks each time |",
       f"| fine-tuning | rt_sst2 (SST-2 format, Rotten Tomatoes sentences), lr "
       f"{inputs.args['finetune_learning_rates']}, epochs {inputs.args['finetune_epochs']}, seq "
-      f"{inputs.args['finetune_seq_length']}, first "
-      f"{next(iter(finetune.values()))['train_size']} training examples, "
+      f"{inputs.args['finetune_seq_length']}, batch 32, "
+      f"{next(iter(finetune.values()))['train_size']:,} training examples, "
       f"{next(iter(finetune.values()))['dev_size']} dev examples |",
       "",
       "## 1. Equal steps",
@@ -363,13 +400,32 @@ def write_page(inputs: StudyInputs) -> None:
       "",
       "![fine-tuning](plots/finetune.png)",
       "",
-      "| model | median dev accuracy | min-max over seeds | per seed | lr |",
-      "|---|---|---|---|---|",
+      "| model | median dev accuracy | min-max over seeds | per seed | lr | seeds that "
+      "predict one class |",
+      "|---|---|---|---|---|---|",
   ]
   for name, r in finetune.items():
     per_seed = ", ".join(f"{s}: {v:.3f}" for s, v in zip(r["seeds"], r["scores"], strict=True))
     lines.append(f"| {LABELS[name]} | {r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | "
-                 f"{per_seed} | {r['lr']:g} |")
+                 f"{per_seed} | {r['lr']:g} | "
+                 f"{', '.join(map(str, r['collapsed'])) or 'none'} |")
+  collapsed_runs = sum(len(r["collapsed"]) for r in finetune.values())
+  all_runs = sum(len(r["scores"]) for r in finetune.values())
+  lines += [
+      "",
+      f"Always predicting one class scores {' or '.join(f'{x:.3f}' for x in class_shares)} "
+      f"on this dev set; a seed whose accuracy equals one of those is flagged as predicting "
+      f"one class. **{collapsed_runs} of {all_runs} fine-tuning runs did.**"
+      + (" A collapsed run says nothing about its checkpoint." if collapsed_runs else ""),
+  ]
+  if "baseline_early" in finetune:
+    lines += [
+        "",
+        f"The reference row fine-tunes the baseline's first checkpoint (step "
+        f"{scale.steps_per_loop}, learning rate still warming up): what fine-tuning reaches "
+        "with almost no pretraining. A pretrained model that does not beat it gained nothing "
+        "downstream from its pretraining at this scale.",
+    ]
   lines += [
       "",
       "## 4. Ablation: importance against random selection",
@@ -387,10 +443,21 @@ def write_page(inputs: StudyInputs) -> None:
                  f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f}) |")
   order = updated[np.argsort(-table[updated])]
   top = inputs.args["top_tokens"]
+  # The moving average starts at `init`; after n updates that start still weighs beta**n.
+  # Removing it (as Adam's bias correction does) estimates the token's mean MLM loss.
+  init_weight = beta ** updates
+  corrected = (table - init * init_weight) / np.maximum(1 - init_weight, 1e-12)
+  settled = updated[updates[updated] >= MIN_UPDATES]
+  hard_order = settled[np.argsort(-corrected[settled])]
 
   def token_rows(ids):
-    return [f"| `{tokens[i]}` | {counts[i]:,} | {table[i]:.3f} | "
-            + (f"{rate[i]:.2f} |" if seen[i] else "- |") for i in ids]
+    return [f"| `{tokens[i]}` | {counts[i]:,} | {updates[i]:.0f} | {table[i]:.3f} | "
+            + (f"{corrected[i]:.2f} | " if updates[i] >= MIN_UPDATES_FOR_MEAN else "- | ")
+            + (f"{rate[i]:.2f} |" if seen[i] else "- |")
+            for i in ids]
+
+  token_header = ["| token | training count | est. updates | importance | est. mean loss | "
+                  "kept |", "|---|---|---|---|---|---|"]
 
   lines += [
       "",
@@ -406,6 +473,16 @@ def write_page(inputs: StudyInputs) -> None:
       f"{init:g} belongs to a token predicted often: the top of the 'kept most' table is "
       "mostly tokens that were rarely predicted, not tokens shown to be hard.",
       "",
+      "'est. updates' estimates how many training steps moved the entry (steps x P(the id is "
+      "predicted at least once in a step), from its training count, the batch size and the "
+      f"masking rate). 'est. mean loss' removes the initial value's remaining weight beta^n "
+      f"(beta {beta}) from the entry, as Adam's bias correction does: an estimate of the "
+      "token's mean MLM loss over training. The third table ranks by it, among the "
+      f"{len(settled):,} tokens with at least {MIN_UPDATES} estimated updates (the initial "
+      f"value weighs at most {beta ** MIN_UPDATES:.2f}). It is left blank below "
+      f"{MIN_UPDATES_FOR_MEAN} estimated updates, where dividing by 1 - beta^n amplifies "
+      "noise.",
+      "",
       f"Spearman correlation of log frequency with importance: **{rho_final:.2f}**; with the "
       f"share kept: **{rho_keep:.2f}**. The paper's argument (frequent, easy tokens are "
       "dropped) predicts both are negative.",
@@ -414,15 +491,19 @@ def write_page(inputs: StudyInputs) -> None:
       "",
       f"Kept most (highest importance, top {top}):",
       "",
-      "| token | training count | importance | kept |",
-      "|---|---|---|---|",
+      *token_header,
       *token_rows(order[:top]),
       "",
       f"Dropped most (lowest importance, bottom {top}):",
       "",
-      "| token | training count | importance | kept |",
-      "|---|---|---|---|",
+      *token_header,
       *token_rows(order[::-1][:top]),
+      "",
+      f"Hardest tokens with a settled entry (highest est. mean loss among the {len(settled):,} "
+      f"with at least {MIN_UPDATES} estimated updates, top {top}):",
+      "",
+      *token_header,
+      *token_rows(hard_order[:top]),
       "",
       "How the table evolves: the mean importance of each frequency quartile (of the ranked "
       "tokens), and the rank correlation at each kept checkpoint.",
@@ -469,6 +550,8 @@ def _findings(curves, matched_loss, matched_accuracy, finetune, rho, wall_ratio,
     return f"{'better' if better else 'worse'} by {abs(a - b):.3f} than"
 
   ft = {n: r["median"] for n, r in finetune.items()}
+  collapsed = sum(len(r["collapsed"]) for r in finetune.values())
+  runs = sum(len(r["scores"]) for r in finetune.values())
   return [
       f"- Equal steps: token dropping's final validation MLM loss is {drop.loss[-1]:.3f}, "
       f"{compare(drop.loss[-1], base.loss[-1], True)} the baseline's {base.loss[-1]:.3f} "
@@ -479,8 +562,12 @@ def _findings(curves, matched_loss, matched_accuracy, finetune, rho, wall_ratio,
       f"{matched_loss:.3f}; accuracy {drop.accuracy[-1]:.3f} against {matched_accuracy:.3f}).",
       f"- Downstream (median of the seeds): token drop {ft['token_drop']:.3f}, baseline "
       f"{ft['baseline']:.3f}, baseline at equal FLOPs {ft['baseline_equal_compute']:.3f}, "
-      f"random selection {ft['random']:.3f}. Differences smaller than the seed spread in the "
-      "table above are not evidence either way.",
+      f"random selection {ft['random']:.3f}"
+      + (f"; the nearly untrained reference {ft['baseline_early']:.3f}"
+         if "baseline_early" in ft else "") + ". Differences smaller than the seed spread in the "
+      "table above are not evidence either way."
+      + (f" {collapsed} of {runs} fine-tuning runs predicted one class; those say nothing "
+         "about their checkpoint." if collapsed else ""),
       f"- Ablation: importance-based selection is "
       f"{compare(drop.loss[-1], rand.loss[-1], True)} random selection on validation MLM loss "
       f"({drop.loss[-1]:.3f} against {rand.loss[-1]:.3f}).",
