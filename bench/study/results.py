@@ -108,7 +108,8 @@ def first_interval_seconds(model_dir: pathlib.Path) -> float:
 def read_finetune(report_path: pathlib.Path, class_shares: tuple[float, ...]) -> dict:
   """One model's rt_sst2 report; `collapsed` lists the seeds whose dev accuracy equals a
   class's share of the dev set, the signature of a classifier that predicts one class."""
-  task = json.loads(report_path.read_text())["tasks"]["rt_sst2"]
+  report = json.loads(report_path.read_text())
+  task = report["tasks"]["rt_sst2"]
   scores = [seed["score"] for seed in task["seeds"]]
   seeds = [seed["seed"] for seed in task["seeds"]]
   dev_size = sum(task["dev_sizes"].values())
@@ -117,7 +118,7 @@ def read_finetune(report_path: pathlib.Path, class_shares: tuple[float, ...]) ->
   return {"median": statistics.median(scores), "min": min(scores), "max": max(scores),
           "scores": scores, "seeds": seeds, "collapsed": collapsed,
           "lr": task["best_learning_rate"], "train_size": task["train_size"],
-          "dev_size": dev_size}
+          "dev_size": dev_size, "batch_size": report["finetune_config"]["batch_size"]}
 
 
 def rt_dev_class_shares() -> tuple[float, ...]:
@@ -350,7 +351,8 @@ def write_page(inputs: StudyInputs) -> None:
       f"{scale.validation_batches} batches, the same masks each time |",
       f"| fine-tuning | rt_sst2 (SST-2 format, Rotten Tomatoes sentences), lr "
       f"{inputs.args['finetune_learning_rates']}, epochs {inputs.args['finetune_epochs']}, seq "
-      f"{inputs.args['finetune_seq_length']}, batch 32, "
+      f"{inputs.args['finetune_seq_length']}, batch "
+      f"{next(iter(finetune.values()))['batch_size']}, "
       f"{next(iter(finetune.values()))['train_size']:,} training examples, "
       f"{next(iter(finetune.values()))['dev_size']} dev examples |",
       "",

@@ -37,7 +37,7 @@ def test_estimated_updates_caps_the_rate_at_max_predictions():
 def _report(tmp_path, scores):
   seeds = [{"seed": i + 1, "score": s, "metrics": {"accuracy": s}} for i, s in enumerate(scores)]
   path = tmp_path / "glue_report.json"
-  path.write_text(json.dumps({"tasks": {"rt_sst2": {
+  path.write_text(json.dumps({"finetune_config": {"batch_size": 32}, "tasks": {"rt_sst2": {
       "seeds": seeds, "best_learning_rate": 1e-3, "train_size": 7665,
       "dev_sizes": {"dev": 865}}}}))
   return path
