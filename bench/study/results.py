@@ -6,12 +6,10 @@ importance tables, and the prepared data itself.
 """
 
 import dataclasses
-import datetime
 import json
 import pathlib
 import platform
 import statistics
-import time
 
 import matplotlib
 
@@ -53,8 +51,8 @@ class StudyInputs:
   matched_step: int
   exact_matched_step: float
   finetune_reports: dict
-  stage_seconds: dict
-  started: float
+  stage_seconds: dict  # stage -> wall seconds of the run that made the work dir
+  run_date: str  # when that run was made (ISO date)
 
 
 def _events(directory: pathlib.Path) -> dict[str, list[tuple[int, float, float]]]:
@@ -115,8 +113,11 @@ def read_finetune(report_path: pathlib.Path, class_shares: tuple[float, ...]) ->
   dev_size = sum(task["dev_sizes"].values())
   collapsed = [seed for seed, score in zip(seeds, scores, strict=True)
                if any(abs(score - share) < 0.5 / dev_size for share in class_shares)]
+  learned = [score for seed, score in zip(seeds, scores, strict=True) if seed not in collapsed]
   return {"median": statistics.median(scores), "min": min(scores), "max": max(scores),
           "scores": scores, "seeds": seeds, "collapsed": collapsed,
+          "learned_median": statistics.median(learned) if learned else float("nan"),
+          "learned": len(learned),
           "lr": task["best_learning_rate"], "train_size": task["train_size"],
           "dev_size": dev_size, "batch_size": report["finetune_config"]["batch_size"]}
 
@@ -249,6 +250,9 @@ def write_page(inputs: StudyInputs) -> None:
     ax.bar(i, r["median"] * 100, color=COLORS[name], alpha=0.5)
     ax.plot([i] * len(r["scores"]), [s * 100 for s in r["scores"]], "ko")
   ax.set_xticks(range(len(finetune)), [LABELS[n] for n in finetune], rotation=15, fontsize=8)
+  ax.axhline(max(class_shares) * 100, color="k", linestyle="--", linewidth=0.8,
+             label="always one class")
+  ax.legend(fontsize=8, loc="lower right")
   ax.set_ylabel("rt_sst2 dev accuracy (%)")
   low = min(min(r["scores"]) for r in finetune.values()) * 100
   ax.set_ylim(max(0, low - 5), None)
@@ -309,7 +313,7 @@ def write_page(inputs: StudyInputs) -> None:
   plt.close(fig)
 
   # --- the page ---
-  total_seconds = time.monotonic() - inputs.started
+  total_seconds = sum(inputs.stage_seconds.values())
   drop, base = curves["token_drop"], curves["baseline"]
   finetune_seeds = len(next(iter(finetune.values()))["scores"])
   schedule = TokenDropSchedule.from_encoder_args(scale.num_layers, keep_ratio=scale.keep_ratio)
@@ -325,7 +329,7 @@ def write_page(inputs: StudyInputs) -> None:
       f"- Command: `{inputs.command}`",
       f"- Wall time of this run: **{total_seconds / 60:.1f} min** in all ("
       + ", ".join(f"{k} {v / 60:.1f} min" for k, v in inputs.stage_seconds.items())
-      + f"), measured {datetime.date.today().isoformat()} on {platform.machine()}, "
+      + f"), measured {inputs.run_date} on {platform.machine()}, "
       f"Python {platform.python_version()}, TF {tf.__version__}; the machine may have been "
       "shared with other jobs.",
       f"- Seeds: **one pretraining seed** ({inputs.args['seed']}) shared by all runs (same "
@@ -403,14 +407,15 @@ def write_page(inputs: StudyInputs) -> None:
       "![fine-tuning](plots/finetune.png)",
       "",
       "| model | median dev accuracy | min-max over seeds | per seed | lr | seeds that "
-      "predict one class |",
-      "|---|---|---|---|---|---|",
+      "predict one class | median of the other seeds |",
+      "|---|---|---|---|---|---|---|",
   ]
   for name, r in finetune.items():
     per_seed = ", ".join(f"{s}: {v:.3f}" for s, v in zip(r["seeds"], r["scores"], strict=True))
     lines.append(f"| {LABELS[name]} | {r['median']:.3f} | {r['min']:.3f}-{r['max']:.3f} | "
                  f"{per_seed} | {r['lr']:g} | "
-                 f"{', '.join(map(str, r['collapsed'])) or 'none'} |")
+                 f"{', '.join(map(str, r['collapsed'])) or 'none'} | "
+                 f"{r['learned_median']:.3f} ({r['learned']} of {len(r['scores'])}) |")
   collapsed_runs = sum(len(r["collapsed"]) for r in finetune.values())
   all_runs = sum(len(r["scores"]) for r in finetune.values())
   lines += [
@@ -536,9 +541,38 @@ def write_page(inputs: StudyInputs) -> None:
       "measure of compute.",
       "- The equal-compute baseline is the full baseline run stopped early, not a run with a "
       "learning-rate schedule sized to the smaller budget.",
+      *_fine_tuning_limit(finetune),
       "",
   ]
   (out / "README.md").write_text("\n".join(lines))
+
+
+def _fine_tuning_limit(finetune: dict) -> list[str]:
+  collapsed = sum(len(r["collapsed"]) for r in finetune.values())
+  if not collapsed:
+    return []
+  runs = sum(len(r["scores"]) for r in finetune.values())
+  rates = sorted({r["lr"] for r in finetune.values()})
+  return [f"- Fine-tuning at lr {', '.join(f'{x:g}' for x in rates)} made {collapsed} of {runs} "
+          "runs predict one class. Choosing the learning rate from a grid "
+          "(`--finetune_learning_rates 1e-4,1e-3`) multiplies the fine-tuning time by the grid's "
+          "size, which the 90-minute budget of this study does not leave room for."]
+
+
+def _against_reference(finetune: dict) -> str:
+  """What the nearly untrained reference says about the pretrained models downstream."""
+  if "baseline_early" not in finetune or not finetune["baseline_early"]["learned"]:
+    return ""
+  reference = finetune["baseline_early"]["learned_median"]
+  ahead = {n: r["learned_median"] - reference for n, r in finetune.items()
+           if n != "baseline_early" and r["learned"] and r["learned_median"] > reference + 0.01}
+  if not ahead:
+    return (f" No pretrained model beat the nearly untrained reference ({reference:.3f}) by "
+            "more than 0.01 on the seeds that learned: at this scale the downstream task does "
+            "not tell these checkpoints apart, and pretraining itself added nothing measurable "
+            "to it.")
+  return (" Ahead of the nearly untrained reference (" + f"{reference:.3f}) by more than "
+          "0.01: " + ", ".join(f"{LABELS[n]} (+{d:.3f})" for n, d in ahead.items()) + ".")
 
 
 def _findings(curves, matched_loss, matched_accuracy, finetune, rho, wall_ratio,
@@ -551,7 +585,6 @@ def _findings(curves, matched_loss, matched_accuracy, finetune, rho, wall_ratio,
     better = a < b if lower_is_better else a > b
     return f"{'better' if better else 'worse'} by {abs(a - b):.3f} than"
 
-  ft = {n: r["median"] for n, r in finetune.items()}
   collapsed = sum(len(r["collapsed"]) for r in finetune.values())
   runs = sum(len(r["scores"]) for r in finetune.values())
   return [
@@ -562,14 +595,14 @@ def _findings(curves, matched_loss, matched_accuracy, finetune, rho, wall_ratio,
       f"- Equal compute: against the baseline stopped at the same FLOPs, the token-drop loss "
       f"is {compare(drop.loss[-1], matched_loss, True)} it ({drop.loss[-1]:.3f} against "
       f"{matched_loss:.3f}; accuracy {drop.accuracy[-1]:.3f} against {matched_accuracy:.3f}).",
-      f"- Downstream (median of the seeds): token drop {ft['token_drop']:.3f}, baseline "
-      f"{ft['baseline']:.3f}, baseline at equal FLOPs {ft['baseline_equal_compute']:.3f}, "
-      f"random selection {ft['random']:.3f}"
-      + (f"; the nearly untrained reference {ft['baseline_early']:.3f}"
-         if "baseline_early" in ft else "") + ". Differences smaller than the seed spread in the "
-      "table above are not evidence either way."
-      + (f" {collapsed} of {runs} fine-tuning runs predicted one class; those say nothing "
-         "about their checkpoint." if collapsed else ""),
+      "- Downstream, median of all seeds: "
+      + ", ".join(f"{LABELS[n]} {r['median']:.3f}" for n, r in finetune.items())
+      + ". Median of the seeds that did not predict one class: "
+      + ", ".join(f"{LABELS[n]} {r['learned_median']:.3f} ({r['learned']} of "
+                  f"{len(r['scores'])})" for n, r in finetune.items())
+      + f". {collapsed} of {runs} fine-tuning runs predicted one class; those say nothing "
+      "about their checkpoint. Differences smaller than the seed spread are not evidence "
+      "either way." + _against_reference(finetune),
       f"- Ablation: importance-based selection is "
       f"{compare(drop.loss[-1], rand.loss[-1], True)} random selection on validation MLM loss "
       f"({drop.loss[-1]:.3f} against {rand.loss[-1]:.3f}).",

@@ -2,6 +2,7 @@
 
     scripts/in-env python bench/study/run_study.py            # the study: bench/study/README.md
     scripts/in-env python bench/study/run_study.py --smoke    # minutes; page under out/study_smoke
+    scripts/in-env python bench/study/run_study.py --page_only  # the page again, from out/study
 
 Stages, each a subprocess of the project's own command lines:
   1. `tokendrop prepare-data` on the IMDB reviews (dynamic masking, held-out validation split);
@@ -18,6 +19,7 @@ Stages, each a subprocess of the project's own command lines:
 
 import argparse
 import dataclasses
+import datetime
 import json
 import math
 import pathlib
@@ -44,6 +46,8 @@ RUNS = {
     "baseline": ("token_drop_bert/baseline", "none"),
     "random": ("token_drop_bert/pretraining", "random"),
 }
+# The checkpoints fine-tuned downstream, in page order.
+FINETUNED = ("token_drop", "baseline", "baseline_equal_compute", "random", "baseline_early")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +219,7 @@ def pretrain(args, scale: Scale, data: pathlib.Path, work: pathlib.Path,
   }
   runs = {}
   for name, (_, selection) in RUNS.items():
-    model_dir = work / "models" / name
+    model_dir = _model_dir(work, name)
     if model_dir.exists():
       shutil.rmtree(model_dir)
     interval, keep = checkpointing[name]
@@ -239,7 +243,7 @@ def pretrain(args, scale: Scale, data: pathlib.Path, work: pathlib.Path,
   runs["baseline_early"] = {"model_dir": base_dir, "step": first_save}
 
   # The equal-compute baseline, evaluated alone: a model_dir whose latest checkpoint is it.
-  matched_dir = work / "models" / "baseline_equal_compute"
+  matched_dir = _model_dir(work, "baseline_equal_compute")
   if matched_dir.exists():
     shutil.rmtree(matched_dir)
   matched_dir.mkdir(parents=True)
@@ -253,8 +257,16 @@ def pretrain(args, scale: Scale, data: pathlib.Path, work: pathlib.Path,
   return runs
 
 
-def finetune(args, runs: dict, scale: Scale, work: pathlib.Path) -> dict:
-  """Exports each model and fine-tunes it on rt_sst2; name -> glue_report.json path."""
+def _model_dir(work: pathlib.Path, name: str) -> pathlib.Path:
+  return work / "models" / name
+
+
+def _report_path(work: pathlib.Path, name: str) -> pathlib.Path:
+  return work / "finetune" / name / "glue_report.json"
+
+
+def finetune(args, runs: dict, scale: Scale, work: pathlib.Path) -> None:
+  """Exports each model in FINETUNED and fine-tunes it on rt_sst2 (see _report_path)."""
   models = {
       "token_drop": (runs["token_drop"]["model_dir"], scale.train_steps),
       "baseline": (runs["baseline"]["model_dir"], scale.train_steps),
@@ -263,7 +275,7 @@ def finetune(args, runs: dict, scale: Scale, work: pathlib.Path) -> dict:
       "random": (runs["random"]["model_dir"], scale.train_steps),
       "baseline_early": (runs["baseline"]["model_dir"], runs["baseline_early"]["step"]),
   }
-  reports = {}
+  assert tuple(models) == FINETUNED
   for name, (model_dir, step) in models.items():
     export = work / "exports" / name
     if export.exists():
@@ -271,7 +283,7 @@ def finetune(args, runs: dict, scale: Scale, work: pathlib.Path) -> dict:
     _run([sys.executable, "-m", "pipelines.cli", "export", f"--model_dir={model_dir}",
           f"--output_dir={export}", f"--checkpoint={model_dir / f'ckpt-{step}'}"],
          work / f"export_{name}.log")
-    output = work / "finetune" / name
+    output = _report_path(work, name).parent
     command = [sys.executable, "-m", "pipelines.cli", "evaluate-glue",
                "--checkpoint", str(export), "--tasks", "rt_sst2", "--output_dir", str(output),
                "--learning_rates", args.finetune_learning_rates,
@@ -280,8 +292,6 @@ def finetune(args, runs: dict, scale: Scale, work: pathlib.Path) -> dict:
     if args.finetune_max_train_examples:
       command += ["--max_train_examples", str(args.finetune_max_train_examples)]
     _run(command, work / f"finetune_{name}.log")
-    reports[name] = output / "glue_report.json"
-  return reports
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -294,6 +304,9 @@ def _parser() -> argparse.ArgumentParser:
       "out/study_smoke with --smoke)")
   add("--work_dir", help="data, models, logs (default: out/study, or out/study_smoke/work)")
   add("--overwrite", action="store_true", help="prepare the data again even if it exists")
+  add("--page_only", action="store_true",
+      help="only write the page again, from the run already in --work_dir (its settings, "
+      "times and date come from that run's study_run.json; other flags are ignored)")
   add("--seed", type=int, default=1, help="pretraining seed, shared by every run")
   add("--num_layers", type=int, default=4)
   add("--hidden_size", type=int, default=256)
@@ -342,22 +355,55 @@ def main(argv: list[str] | None = None) -> int:
     sys.exit("run_study: --train_steps must be a multiple of --eval_interval, and "
              "--eval_interval of --steps_per_loop")
   work.mkdir(parents=True, exist_ok=True)
+  if args.page_only:
+    if not _record_path(work).exists():
+      sys.exit(f"run_study: --page_only needs a finished run in {work} (no "
+               f"{_record_path(work).name}): run the study first, or give its --work_dir")
+    record = json.loads(_record_path(work).read_text())
+    print(f"writing the page from {work} (the run of {record['run_date']})", flush=True)
+    write_page(record, work, output)
+    return 0
   start = time.monotonic()
-  scale = Scale(args.num_layers, args.hidden_size, args.seq_length, args.keep_ratio,
-                args.batch_size, args.train_steps, args.eval_interval, args.steps_per_loop,
-                args.validation_batches, args.learning_rate, args.max_predictions)
-  vocab_size = len(vocab.load_vocab(vocab.bert_base_uncased_vocab_path()))
+  scale = _scale(args)
   stage_seconds = {}
   t = time.monotonic()
   data = prepare_data(args, work)
   stage_seconds["data"] = time.monotonic() - t
   t = time.monotonic()
-  runs = pretrain(args, scale, data, work, vocab_size)
+  runs = pretrain(args, scale, data, work, _vocab_size())
   stage_seconds["pretraining"] = time.monotonic() - t
   t = time.monotonic()
-  reports = finetune(args, runs, scale, work)
+  finetune(args, runs, scale, work)
   stage_seconds["fine-tuning"] = time.monotonic() - t
-  t = time.monotonic()
+  command = "scripts/in-env python bench/study/run_study.py " + " ".join(
+      sys.argv[1:] if argv is None else argv)
+  record = {"command": command.strip(), "args": vars(args), "stage_seconds": stage_seconds,
+            "run_date": datetime.date.today().isoformat()}
+  _record_path(work).write_text(json.dumps(record, indent=1))
+  write_page(record, work, output)
+  print(f"wrote {output / 'README.md'} ({time.monotonic() - start:.0f} s in all)")
+  return 0
+
+
+def _record_path(work: pathlib.Path) -> pathlib.Path:
+  """What a run saves for --page_only: its command, settings, stage times and date."""
+  return work / "study_run.json"
+
+
+def _scale(args) -> Scale:
+  return Scale(args.num_layers, args.hidden_size, args.seq_length, args.keep_ratio,
+               args.batch_size, args.train_steps, args.eval_interval, args.steps_per_loop,
+               args.validation_batches, args.learning_rate, args.max_predictions)
+
+
+def _vocab_size() -> int:
+  return len(vocab.load_vocab(vocab.bert_base_uncased_vocab_path()))
+
+
+def write_page(record: dict, work: pathlib.Path, output: pathlib.Path) -> None:
+  """The results page from a run's work dir and its record (see _record_path)."""
+  args = argparse.Namespace(**record["args"])
+  scale, vocab_size = _scale(args), _vocab_size()
   flops = {"token_drop": training_flops_per_step(scale, True, vocab_size),
            "baseline": training_flops_per_step(scale, False, vocab_size)}
   flops["random"] = flops["token_drop"]
@@ -365,18 +411,15 @@ def main(argv: list[str] | None = None) -> int:
   if not math.isclose(flops["token_drop"] / flops["baseline"], ratios[1], rel_tol=1e-9):
     raise AssertionError("the study's FLOP count disagrees with bench/step_cost.py")
   matched_step, exact_step = equal_compute_step(scale, vocab_size)
-  command = "scripts/in-env python bench/study/run_study.py " + " ".join(
-      sys.argv[1:] if argv is None else argv)
+  models = {name: _model_dir(work, name) for name in (*RUNS, "baseline_equal_compute")}
   results.write_page(results.StudyInputs(
-      output_dir=output, work_dir=work, data_dir=data, scale=scale, args=vars(args),
-      command=command.strip(), runs={n: r["model_dir"] for n, r in runs.items()},
+      output_dir=output, work_dir=work, data_dir=work / "data", scale=scale,
+      args=record["args"], command=record["command"], runs=models,
       flops_per_step=flops, analytic_ratios=ratios,
       base_analytic_ratio=step_cost.analytic_ratios(step_cost.SHAPES["base"], vocab_size)[1],
-      matched_step=matched_step,
-      exact_matched_step=exact_step, finetune_reports=reports, stage_seconds=stage_seconds,
-      started=start))
-  print(f"wrote {output / 'README.md'} ({time.monotonic() - start:.0f} s in all)")
-  return 0
+      matched_step=matched_step, exact_matched_step=exact_step,
+      finetune_reports={name: _report_path(work, name) for name in FINETUNED},
+      stage_seconds=record["stage_seconds"], run_date=record["run_date"]))
 
 
 if __name__ == "__main__":

@@ -75,3 +75,9 @@ def test_smoke_flags_never_write_the_committed_page():
     run_study.main(["--smoke", "--output_dir", str(run_study.REPO / "bench/study")])
 
 
+
+
+def test_page_only_without_a_run_names_the_fix(tmp_path):
+  with pytest.raises(SystemExit, match="needs a finished run .* run the study first"):
+    run_study.main(["--page_only", "--work_dir", str(tmp_path), "--output_dir",
+                    str(tmp_path / "page")])
