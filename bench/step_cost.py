@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from official.core import exp_factory, task_factory
 
-from trainer import configs, vocab  # noqa: F401  (configs registers the experiments)
+from trainer import configs, flops, vocab  # noqa: F401  (configs registers the experiments)
 from trainer import task as _task  # noqa: F401  (registers the task)
 from trainer.encoder import TokenDropSchedule
 
@@ -45,14 +45,6 @@ SHAPES = {
 }
 
 
-def layer_flops(queries: int, keys: int, hidden: int, intermediate: int) -> int:
-  """Multiply-adds x2 of one transformer layer's matmuls for one sequence."""
-  projections = 2 * hidden * hidden * (2 * queries + 2 * keys)  # Q and output on queries; K, V
-  attention = 2 * 2 * queries * keys * hidden  # scores and the weighted sum of values
-  feed_forward = 2 * 2 * queries * hidden * intermediate
-  return projections + attention + feed_forward
-
-
 def analytic_ratios(shape: Shape, vocab_size: int) -> tuple[float, float]:
   """(encoder FLOP ratio, encoder + MLM head FLOP ratio), token drop over baseline."""
   intermediate = 4 * shape.hidden_size
@@ -60,10 +52,9 @@ def analytic_ratios(shape: Shape, vocab_size: int) -> tuple[float, float]:
   full = TokenDropSchedule.from_encoder_args(shape.num_layers, keep_ratio=1.0)
 
   def encoder(schedule):
-    return sum(layer_flops(q, k, shape.hidden_size, intermediate)
-               for q, k in schedule.attention_lengths(shape.seq_length))
+    return flops.encoder_flops(schedule, shape.seq_length, shape.hidden_size, intermediate)
 
-  head = 2 * shape.max_predictions * shape.hidden_size * (shape.hidden_size + vocab_size)
+  head = flops.mlm_head_flops(shape.max_predictions, shape.hidden_size, vocab_size)
   return (encoder(drop) / encoder(full),
           (encoder(drop) + head) / (encoder(full) + head))
 

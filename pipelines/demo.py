@@ -9,9 +9,7 @@ A second run warm-starts from the first run's blessed model.
 """
 
 import argparse
-import json
 import logging
-import os
 import time
 
 from pipelines import config as config_lib
@@ -38,27 +36,10 @@ def main(argv: list[str]) -> int:
   logging.getLogger().setLevel(logging.INFO)
   logging.getLogger("absl").setLevel(logging.INFO)
   start = time.monotonic()
-  before = set(_versions(config.push.destination))
+  before = set(local.published_versions(config.push.destination))
   local.run(config)
   minutes = (time.monotonic() - start) / 60
-  new = sorted(set(_versions(config.push.destination)) - before)
   print(f"\nPipeline {config.name} finished in {minutes:.1f} min.")
-  if not new:
-    print(f"No new version was published (not blessed, or cached); see {config.root}")
-    return 0
-  published = os.path.join(config.push.destination, new[-1])
-  with open(os.path.join(published, "model_card.json"), encoding="utf-8") as f:
-    card = json.load(f)
-  print(f"Published checkpoint: {published}/tf2 (BertEncoderV2), {published}/hf (transformers)")
-  print(f"GLUE report:          {published}/glue_report.md")
-  print(f"Model card:           {published}/model_card.md")
-  print(f"GLUE score {card['evaluation']['glue_score']:.4f} on {card['evaluation']['tasks']}; "
-        f"data: {card['data']['examples']['train']} training examples, packing efficiency "
-        f"{card['data']['packing']['efficiency']:.4f}")
+  for line in local.summary(config, before):
+    print(line)
   return 0
-
-
-def _versions(destination: str) -> list[str]:
-  if not os.path.isdir(destination):
-    return []
-  return [name for name in os.listdir(destination) if not name.startswith(".")]

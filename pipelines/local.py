@@ -1,6 +1,7 @@
 """Local runs: LocalDagRunner with SQLite MLMD and Beam's DirectRunner."""
 
 import glob
+import json
 import os
 
 from tfx import v1 as tfx
@@ -39,3 +40,34 @@ def run(config: PipelineConfig) -> None:
   prepare_local_corpus(config)
   os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
   tfx.orchestration.LocalDagRunner().run(pipeline.create_pipeline(config))
+
+
+def published_versions(destination: str) -> list[str]:
+  """The version directories under a local push destination."""
+  if not os.path.isdir(destination):
+    return []
+  return sorted(name for name in os.listdir(destination) if not name.startswith("."))
+
+
+def summary(config: PipelineConfig, before: set[str]) -> list[str]:
+  """What a run published (versions not in `before`), read from its model card."""
+  new = sorted(set(published_versions(config.push.destination)) - before)
+  if not new:
+    return [f"No new version was published (not blessed, or cached); see {config.root}"]
+  published = os.path.join(config.push.destination, new[-1])
+  with open(os.path.join(published, "model_card.json"), encoding="utf-8") as f:
+    card = json.load(f)
+  lines = [f"Published checkpoint: {published}/tf2 (BertEncoderV2), {published}/hf "
+           "(transformers)",
+           f"GLUE report:          {published}/glue_report.md",
+           f"Model card:           {published}/model_card.md"]
+  pretraining = card.get("pretraining", {})
+  if "validation_loss" in pretraining:
+    lines.append(f"Validation MLM loss {pretraining['validation_loss']:.4f} at full depth, "
+                 f"{pretraining.get('validation_loss_as_trained', float('nan')):.4f} as trained "
+                 f"(step {pretraining.get('validation_step')})")
+  lines.append(f"GLUE score {card['evaluation']['glue_score']:.4f} on "
+               f"{card['evaluation']['tasks']}; data: {card['data']['examples']['train']} "
+               f"training examples, packing efficiency "
+               f"{card['data']['packing']['efficiency']:.4f}")
+  return lines

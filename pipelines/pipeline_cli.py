@@ -47,9 +47,12 @@ def main(argv: list[str]) -> int:
     if args.action == "run":
       from pipelines import local
 
+      before = set(local.published_versions(config.push.destination))
       local.run(config)
       print(f"pipeline {config.name} finished; published versions are under "
             f"{config.push.destination}")
+      for line in local.summary(config, before):
+        print(line)
       return 0
     from pipelines import vertex
 

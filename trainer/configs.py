@@ -16,6 +16,8 @@ from official.nlp.configs import bert, encoders
 from official.nlp.tasks import masked_lm
 
 from trainer import data
+from trainer.encoder import KEEP_SCHEDULES, KeepAnneal, TokenDropSchedule
+from trainer.token_importance import ESTIMATORS
 
 SELECTION_MODES = ("importance", "random", "none")
 
@@ -30,6 +32,9 @@ class TokenDropBertEncoderConfig(encoders.BertEncoderConfig):
   """
   token_loss_init_value: float = 10.0
   token_loss_beta: float = 0.995
+  # ema: the paper's moving average. bias_corrected: the same table with the initial value's
+  # remaining weight divided out (trainer/token_importance.py), informative from the first updates.
+  token_loss_estimator: str = "ema"
   token_keep_k: int = 256
   # When set, overrides token_keep_k as round(ratio * seq_length).
   token_keep_ratio: float | None = None
@@ -37,6 +42,12 @@ class TokenDropBertEncoderConfig(encoders.BertEncoderConfig):
   token_drop_layer: int | None = None
   # importance: the paper. random: random-LTD-style ablation. none: plain BERT.
   token_selection: str = "importance"
+  # constant: the paper. anneal: over the last token_keep_anneal_fraction of
+  # trainer.train_steps the kept count rises in token_keep_anneal_stages equal steps
+  # to the full sequence (the last stage is plain BERT), as random-LTD grows its length.
+  token_keep_schedule: str = "constant"
+  token_keep_anneal_fraction: float = 0.2
+  token_keep_anneal_stages: int = 4
   token_allow_list: tuple[int, ...] = ()
   token_deny_list: tuple[int, ...] = ()
   token_allow_tokens: tuple[str, ...] = ("[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -49,6 +60,41 @@ class TokenDropBertEncoderConfig(encoders.BertEncoderConfig):
                        f"{self.token_selection!r}")
     if not 0.0 < self.token_loss_beta < 1.0:
       raise ValueError(f"token_loss_beta must be in (0, 1), got {self.token_loss_beta}")
+    if self.token_loss_estimator not in ESTIMATORS:
+      raise ValueError(f"token_loss_estimator must be one of {ESTIMATORS}, got "
+                       f"{self.token_loss_estimator!r}")
+    if self.token_keep_schedule not in KEEP_SCHEDULES:
+      raise ValueError(f"token_keep_schedule must be one of {KEEP_SCHEDULES}, got "
+                       f"{self.token_keep_schedule!r}")
+    if not 0.0 < self.token_keep_anneal_fraction <= 1.0:
+      raise ValueError("token_keep_anneal_fraction must be in (0, 1], got "
+                       f"{self.token_keep_anneal_fraction}")
+    if self.token_keep_anneal_stages < 1:
+      raise ValueError("token_keep_anneal_stages must be at least 1, got "
+                       f"{self.token_keep_anneal_stages}")
+
+  def layer_schedule(self) -> TokenDropSchedule:
+    """Which layers see which tokens (`token_selection: none` drops nothing)."""
+    if self.token_selection == "none":
+      return TokenDropSchedule.from_encoder_args(self.num_layers, keep_ratio=1.0,
+                                                 drop_layer=self.token_drop_layer)
+    if self.token_keep_ratio is not None:
+      return TokenDropSchedule.from_encoder_args(self.num_layers, keep_ratio=self.token_keep_ratio,
+                                                 drop_layer=self.token_drop_layer)
+    return TokenDropSchedule.from_encoder_args(self.num_layers, keep_k=self.token_keep_k,
+                                               drop_layer=self.token_drop_layer)
+
+  @property
+  def keep_stages(self) -> int:
+    """The encoder's `token_keep_stages`: 0 unless a dropping run anneals its kept count."""
+    if self.token_keep_schedule == "anneal" and self.layer_schedule().drops_tokens:
+      return self.token_keep_anneal_stages
+    return 0
+
+  def keep_anneal(self, train_steps: int) -> KeepAnneal:
+    """When each kept-count stage starts in a run of `train_steps`."""
+    fraction = self.token_keep_anneal_fraction if self.keep_stages else 0.0
+    return KeepAnneal(train_steps=train_steps, fraction=fraction, stages=self.keep_stages)
 
 
 @dataclasses.dataclass

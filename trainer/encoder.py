@@ -10,12 +10,16 @@ For L layers and drop layer d (default L // 2 - 1; for BERT-base, L = 12, d = 5)
     layer L - 1          every token
 
 `TokenDropSchedule` is the one description of this, for the encoder, its tests
-and FLOP estimates. The encoder has BertEncoderV2's variables, layer names and
+and FLOP estimates. `KeepAnneal` optionally lets the kept count grow in stages
+to the full sequence over the end of training; the encoder then takes the
+stage as an input and traces each stage's middle layers once, with static
+shapes, inside one `tf.switch_case`. The encoder has BertEncoderV2's variables, layer names and
 outputs, so checkpoints move freely between the two, and without importance
 scores (evaluation, export) it computes exactly what BertEncoderV2 computes.
 """
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +27,7 @@ import tensorflow as tf
 from official.nlp.modeling.networks import bert_encoder
 
 PAPER_KEEP_RATIO = 0.5  # 256 of 512 tokens
+KEEP_SCHEDULES = ("constant", "anneal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,15 +104,70 @@ class TokenDropSchedule:
       keep = max(1, round(self.keep_ratio * seq_length))
     return min(keep, seq_length)
 
-  def attention_lengths(self, seq_length: int) -> tuple[tuple[int, int], ...]:
-    """(query tokens, key/value tokens) of each layer, e.g. for FLOP estimates."""
-    keep = self.keep_count(seq_length)
+  def stage_keep_counts(self, seq_length: int, stages: int) -> tuple[int, ...]:
+    """The kept count of each stage of an anneal in `stages` steps: stage 0 is
+    `keep_count`, then equal steps up to `seq_length` (the last stage drops nothing)."""
+    start = self.keep_count(seq_length) if self.drops_tokens else seq_length
+    return tuple(start + round((seq_length - start) * stage / stages)
+                 for stage in range(stages + 1))
+
+  def attention_lengths(self, seq_length: int,
+                        keep: int | None = None) -> tuple[tuple[int, int], ...]:
+    """(query tokens, key/value tokens) of each layer, e.g. for FLOP estimates; `keep`
+    overrides the kept count (an anneal stage's)."""
+    keep = self.keep_count(seq_length) if keep is None else keep
     if not self.drops_tokens or keep == seq_length:
       return ((seq_length, seq_length),) * self.num_layers
     return (((seq_length, seq_length),) * len(self.full_layers)
             + ((keep, seq_length),)
             + ((keep, keep),) * len(self.kept_layers)
             + ((seq_length, seq_length),))
+
+
+@dataclasses.dataclass(frozen=True)
+class KeepAnneal:
+  """When each stage of a kept-count anneal starts.
+
+  Stage 0 (the schedule's own kept count) runs until the last `fraction` of
+  `train_steps`; that span is split into `stages` equal parts, stages 1 to
+  `stages`, the last of which keeps every token. `fraction=0` or `stages=0`
+  is a constant kept count.
+  """
+  train_steps: int
+  fraction: float
+  stages: int
+
+  def __post_init__(self):
+    if self.train_steps < 1:
+      raise ValueError(f"the keep anneal needs trainer.train_steps >= 1, got {self.train_steps}")
+    if not 0.0 <= self.fraction <= 1.0:
+      raise ValueError(f"token_keep_anneal_fraction must be in [0, 1], got {self.fraction}")
+
+  @property
+  def num_stages(self) -> int:
+    """How many kept counts the run uses, 1 for a constant one."""
+    return 1 + len(self.boundaries)
+
+  @property
+  def boundaries(self) -> tuple[int, ...]:
+    """The (0-based) step at which each stage after stage 0 starts."""
+    annealed = round(self.fraction * self.train_steps)
+    if self.stages < 1 or annealed < 1:
+      return ()
+    start = self.train_steps - annealed
+    return tuple(start + (annealed * i) // self.stages for i in range(self.stages))
+
+  def stage(self, step: tf.Tensor) -> tf.Tensor:
+    """int32 stage of a (0-based) step: how many stage boundaries it has reached."""
+    if not self.boundaries:
+      return tf.constant(0, tf.int32)
+    reached = tf.cast(step, tf.int64) >= tf.constant(self.boundaries, tf.int64)
+    return tf.reduce_sum(tf.cast(reached, tf.int32))
+
+  def steps_per_stage(self) -> tuple[int, ...]:
+    """How many steps each stage trains, e.g. for the run's FLOPs."""
+    edges = (0, *self.boundaries, self.train_steps)
+    return tuple(end - begin for begin, end in zip(edges, edges[1:], strict=False))
 
 
 def _contains(word_ids: tf.Tensor, ids: Sequence[int]) -> tf.Tensor:
@@ -179,7 +239,8 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
   Outputs are BertEncoderV2's. While dropping, the `encoder_outputs` of the
   cross-attention and kept-token layers are [batch, keep_k, hidden], the kept
   tokens in their original order (`select_kept_positions`); the others are
-  full length.
+  full length. With stages, every output is full length: a middle layer's
+  dropped positions hold their layer d - 1 states, as after the merge.
 
   Args:
     vocab_size: the size of the token vocabulary.
@@ -189,6 +250,8 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
       (default 0.5, the paper's 256 of 512); 1.0 turns dropping off.
     token_drop_layer: the cross-attention layer, where dropping starts
       (default num_layers // 2 - 1).
+    token_keep_stages: 0 for one kept count; N for an anneal in N stages
+      from the kept count to the full sequence (`KeepAnneal`).
     token_allow_ids: ids always kept (e.g. [CLS], [SEP], [MASK]).
     token_deny_ids: ids always dropped (e.g. [PAD]).
     **kwargs: BertEncoderV2's other arguments (hidden_size,
@@ -200,8 +263,8 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
 
   def __init__(self, vocab_size: int, *, num_layers: int = 12, token_keep_k: int | None = None,
                token_keep_ratio: float | None = None, token_drop_layer: int | None = None,
-               token_allow_ids: Sequence[int] = (), token_deny_ids: Sequence[int] = (),
-               **kwargs):
+               token_keep_stages: int = 0, token_allow_ids: Sequence[int] = (),
+               token_deny_ids: Sequence[int] = (), **kwargs):
     for unsupported in ("with_dense_inputs", "return_attention_scores"):
       if kwargs.get(unsupported):
         raise ValueError(f"TokenDropBertEncoder does not support {unsupported}=True; use "
@@ -218,7 +281,10 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
     # Importance scores must reach the selection in float32: under a mixed
     # precision policy, autocast would round them to 16 bits and create ties.
     super().__init__(vocab_size=vocab_size, num_layers=num_layers, autocast=False, **kwargs)
+    if token_keep_stages < 0:
+      raise ValueError(f"token_keep_stages must be >= 0, got {token_keep_stages}")
     self._schedule = schedule
+    self._keep_stages = int(token_keep_stages)
     self._token_allow_ids = allow_ids
     self._token_deny_ids = deny_ids
 
@@ -230,6 +296,7 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
     return dict(super().get_config(), token_keep_k=self._schedule.keep_k,
                 token_keep_ratio=self._schedule.keep_ratio,
                 token_drop_layer=self._schedule.drop_layer,
+                token_keep_stages=self._keep_stages,
                 token_allow_ids=list(self._token_allow_ids),
                 token_deny_ids=list(self._token_deny_ids))
 
@@ -253,10 +320,10 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
 
     layers = self._transformer_layers
     schedule = self._schedule
-    keep_k = self._keep_count(word_ids, importance)
+    keep_counts = self._keep_counts(word_ids, importance)
     encoder_outputs = []
     x = embeddings
-    if keep_k is None:  # evaluation, export, or nothing to drop: exactly BertEncoderV2
+    if keep_counts is None:  # evaluation, export, or nothing to drop: exactly BertEncoderV2
       for layer in layers[:-1]:
         x = layer([x, attention_mask])
         encoder_outputs.append(x)
@@ -264,25 +331,21 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
       for i in schedule.full_layers:
         x = layers[i]([x, attention_mask])
         encoder_outputs.append(x)
-
-      # The cross-attention layer: kept tokens are the queries, all tokens the
-      # keys and values. `x` stays the pre-drop states until the merge.
-      positions = select_kept_positions(importance, word_ids, input_mask, keep_k,
-                                        self._token_allow_ids, self._token_deny_ids)
-      kept = tf.gather(x, positions, batch_dims=1)  # [batch, keep_k, hidden]
-      kept_to_all_mask = self._attention_mask_layer(kept, input_mask)  # [batch, keep_k, seq]
-      kept = layers[schedule.cross_attention_layer]([kept, x, kept_to_all_mask])
-      encoder_outputs.append(kept)
-
-      kept_input_mask = tf.gather(input_mask, positions, batch_dims=1)
-      # [batch, keep_k, keep_k]; padding that filled kept slots stays masked out.
-      kept_to_kept_mask = self._attention_mask_layer(kept, kept_input_mask)
-      for i in schedule.kept_layers:
-        kept = layers[i]([kept, kept_to_kept_mask])
-        encoder_outputs.append(kept)
-
-      # [batch, seq, hidden] again; dropped positions hold their layer d - 1 states.
-      x = _merge_back(x, positions, kept)
+      if len(keep_counts) == 1:
+        middle = self._middle_layers(x, attention_mask, importance, word_ids, input_mask,
+                                     keep_counts[0], merge_each=False)
+      else:
+        stage = inputs.get("token_keep_stage")
+        if stage is None:
+          raise ValueError("this encoder anneals its kept count (token_keep_stages="
+                           f"{self._keep_stages}): pass token_keep_stage with token_importance")
+        # One branch per kept count, each traced once with static shapes.
+        middle = tf.switch_case(
+            tf.cast(stage, tf.int32),
+            [functools.partial(self._middle_layers, x, attention_mask, importance, word_ids,
+                               input_mask, keep, merge_each=True) for keep in keep_counts])
+      *middle_outputs, x = middle
+      encoder_outputs.extend(middle_outputs)
 
     x = layers[schedule.last_layer]([x, attention_mask], output_range=self._output_range)
     encoder_outputs.append(x)
@@ -293,8 +356,46 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
       outputs["word_embeddings"] = embeddings
     return outputs
 
-  def _keep_count(self, word_ids: tf.Tensor, importance: tf.Tensor | None) -> int | None:
-    """How many tokens the middle layers see, or None to run every layer on every token."""
+  def _middle_layers(self, x: tf.Tensor, attention_mask: tf.Tensor, importance: tf.Tensor,
+                     word_ids: tf.Tensor, input_mask: tf.Tensor, keep_k: int,
+                     merge_each: bool) -> list[tf.Tensor]:
+    """Layers d to L - 2 on the `keep_k` most important tokens of `x` (the layer d - 1
+    states): each layer's output, then the merged [batch, seq, hidden] sequence. Kept-length
+    outputs unless `merge_each`, which merges each one back to full length."""
+    layers = self._transformer_layers
+    schedule = self._schedule
+    if keep_k == word_ids.shape[1]:  # an anneal's last stage: plain BERT
+      outputs = []
+      for i in (schedule.cross_attention_layer, *schedule.kept_layers):
+        x = layers[i]([x, attention_mask])
+        outputs.append(x)
+      return [*outputs, x]
+
+    # The cross-attention layer: kept tokens are the queries, all tokens the
+    # keys and values. `x` stays the pre-drop states until the merge.
+    positions = select_kept_positions(importance, word_ids, input_mask, keep_k,
+                                      self._token_allow_ids, self._token_deny_ids)
+    kept = tf.gather(x, positions, batch_dims=1)  # [batch, keep_k, hidden]
+    kept_to_all_mask = self._attention_mask_layer(kept, input_mask)  # [batch, keep_k, seq]
+    kept = layers[schedule.cross_attention_layer]([kept, x, kept_to_all_mask])
+    outputs = [kept]
+
+    kept_input_mask = tf.gather(input_mask, positions, batch_dims=1)
+    # [batch, keep_k, keep_k]; padding that filled kept slots stays masked out.
+    kept_to_kept_mask = self._attention_mask_layer(kept, kept_input_mask)
+    for i in schedule.kept_layers:
+      kept = layers[i]([kept, kept_to_kept_mask])
+      outputs.append(kept)
+
+    # [batch, seq, hidden] again; dropped positions hold their layer d - 1 states.
+    if merge_each:
+      outputs = [_merge_back(x, positions, output) for output in outputs]
+    return [*outputs, _merge_back(x, positions, kept)]
+
+  def _keep_counts(self, word_ids: tf.Tensor,
+                   importance: tf.Tensor | None) -> tuple[int, ...] | None:
+    """How many tokens the middle layers see in each stage, or None to run every layer on
+    every token."""
     if importance is None or not self._schedule.drops_tokens:
       return None
     if not importance.shape.is_compatible_with(word_ids.shape):
@@ -305,5 +406,7 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
       raise ValueError(f"token dropping needs a static sequence length, but input_word_ids has "
                        f"shape {word_ids.shape}; batch fixed-length sequences, or leave out "
                        "token_importance to run the full model")
+    if self._keep_stages:
+      return self._schedule.stage_keep_counts(seq_length, self._keep_stages)
     keep_k = self._schedule.keep_count(seq_length)
-    return keep_k if keep_k < seq_length else None
+    return (keep_k,) if keep_k < seq_length else None

@@ -4,7 +4,8 @@ Reads DIR/params.yaml (written by `tokendrop train`), rebuilds the task's model,
 restores the latest training checkpoint in DIR (or --checkpoint) and writes
 OUT/tf2, OUT/hf and OUT/saved_model (see trainer/export.py), plus
 OUT/token_importance.npy (the importance table, for warm starts) and
-OUT/training_params.yaml (the run's experiment config). The vocab is the
+OUT/training_params.yaml (the run's experiment config) and OUT/eval_metrics.json
+(the run's latest evaluation, full depth and as trained, if it evaluated). The vocab is the
 one the run trained with (`task.vocab_file`) unless --vocab_file is given.
 """
 
@@ -18,6 +19,7 @@ from official.modeling import hyperparams
 
 from trainer import configs, export  # noqa: F401  (configs registers the experiments)
 from trainer import task as _task  # noqa: F401  (registers the task)
+from trainer.task import EVAL_METRICS_NAME
 
 IMPORTANCE_NAME = "token_importance.npy"
 TRAINING_PARAMS_NAME = "training_params.yaml"  # the run's params.yaml, for the model card
@@ -33,6 +35,11 @@ def load_run_params(model_dir: str):
   if not tf.io.gfile.exists(path):
     raise ExportError(f"{path} does not exist; --model_dir must be the --model_dir of a "
                       "`tokendrop train` run (it writes params.yaml there)")
+  return load_params_file(path)
+
+
+def load_params_file(path: str):
+  """An experiment config saved as YAML (a run's params.yaml, an export's training_params.yaml)."""
   params = exp_factory.get_exp_config("token_drop_bert/pretraining")
   return hyperparams.override_params_dict(params, path, is_strict=True)
 
@@ -68,6 +75,9 @@ def export_run(model_dir: str, output_dir: str, checkpoint: str | None = None,
   model.token_importance.write_table(os.path.join(output_dir, IMPORTANCE_NAME))
   tf.io.gfile.copy(os.path.join(model_dir, "params.yaml"),
                    os.path.join(output_dir, TRAINING_PARAMS_NAME), overwrite=True)
+  metrics = os.path.join(model_dir, EVAL_METRICS_NAME)
+  if tf.io.gfile.exists(metrics):
+    tf.io.gfile.copy(metrics, os.path.join(output_dir, EVAL_METRICS_NAME), overwrite=True)
   return exported
 
 

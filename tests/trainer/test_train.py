@@ -8,6 +8,7 @@ importance table, and the logs.
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,7 +57,7 @@ def _checkpoint_steps(model_dir):
 def _importance_table(checkpoint_prefix):
   reader = tf.train.load_checkpoint(str(checkpoint_prefix))
   keys = [k for k in reader.get_variable_to_shape_map()
-          if "token_importance" in k and k.endswith("VARIABLE_VALUE")]
+          if "token_importance/table" in k and k.endswith("VARIABLE_VALUE")]
   assert len(keys) == 1, keys
   return reader.get_tensor(keys[0])
 
@@ -350,3 +351,50 @@ def test_export_cli_without_a_run_is_one_clear_line(tmp_path):
   assert result.stderr.strip().splitlines()[-1] == (
       f"tokendrop export: {tmp_path}/params.yaml does not exist; --model_dir must be the "
       "--model_dir of a `tokendrop train` run (it writes params.yaml there)")
+
+
+def test_evaluation_reports_full_depth_and_as_trained_everywhere(trained_run):
+  model_dir, result = trained_run
+  assert result.returncode == 0, result.stderr[-3000:]
+  both = {"validation_loss", "lm_example_loss", "masked_lm_accuracy"}
+  both |= {f"{name}_as_trained" for name in both}
+  assert both <= _summary_tags(model_dir / "validation")
+  report = [line for line in result.stderr.splitlines() if "validation_loss_as_trained" in line]
+  assert report and "'validation_loss'" in report[-1], result.stderr[-3000:]
+  metrics = json.loads((model_dir / "eval_metrics.json").read_text())
+  assert metrics["step"] == 20 and both <= set(metrics)
+  # Dropping tokens at evaluation changes the loss: the two sets are measured, not copied.
+  assert metrics["validation_loss_as_trained"] != metrics["validation_loss"]
+
+
+def test_the_baseline_scores_the_same_both_ways(trained_run, packed_data, tmp_path):
+  trained_dir, result = trained_run
+  assert result.returncode == 0, result.stderr[-3000:]
+  model_dir = tmp_path / "model"
+  shutil.copytree(trained_dir, model_dir)
+  command = [part.replace("token_drop_bert/pretraining", "token_drop_bert/baseline")
+             for part in _command(model_dir, packed_data, "trainer.train_steps=20", mode="eval")]
+  evaluated = _run(command)
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  metrics = json.loads((model_dir / "eval_metrics.json").read_text())
+  for name in ("validation_loss", "lm_example_loss", "masked_lm_accuracy"):
+    assert metrics[f"{name}_as_trained"] == metrics[name], name
+
+
+def test_estimator_and_keep_schedule_are_reachable_from_params_override(tmp_path, packed_data):
+  model_dir = tmp_path / "model"
+  result = _run(_command(model_dir, packed_data, "trainer.train_steps=20",
+                         "task.model.encoder.any.token_loss_estimator=bias_corrected",
+                         "task.model.encoder.any.token_keep_schedule=anneal",
+                         "task.model.encoder.any.token_keep_anneal_fraction=0.5",
+                         "task.model.encoder.any.token_keep_anneal_stages=2"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  encoder = export_cli.load_run_params(str(model_dir)).task.model.encoder.any
+  assert (encoder.token_loss_estimator, encoder.token_keep_schedule) == ("bias_corrected",
+                                                                         "anneal")
+  reader = tf.train.load_checkpoint(str(model_dir / "ckpt-20"))
+  counts = reader.get_tensor("model/token_importance/counts/.ATTRIBUTES/VARIABLE_VALUE")
+  assert counts.max() <= 20 and counts.sum() > 0
+  # The run ended at full length (stages from steps 10 and 15), so as trained is full depth.
+  metrics = json.loads((model_dir / "eval_metrics.json").read_text())
+  assert metrics["validation_loss_as_trained"] == metrics["validation_loss"]
