@@ -390,6 +390,7 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
     # [batch, seq, hidden] again; dropped positions hold their layer d - 1 states.
     if merge_each:
       outputs = [_merge_back(x, positions, output) for output in outputs]
+      return [*outputs, outputs[-1]]
     return [*outputs, _merge_back(x, positions, kept)]
 
   def _keep_counts(self, word_ids: tf.Tensor,

@@ -69,8 +69,8 @@ class TokenDropBertPretrainer(models.BertPretrainerV2):
   BERT pretrainer.
 
   `call(inputs, training, drop_tokens)`: tokens are dropped when `drop_tokens`
-  (default: `training`), selected as in training, with the kept-count stage
-  `inputs["token_keep_stage"]` (default 0) of an annealing encoder. Random
+  (default: `training`), selected as in training; an annealing encoder also
+  takes the kept-count stage, `inputs["token_keep_stage"]`. Random
   scores are fresh in training and, for evaluation, seeded by the batch's
   content so every evaluation of a checkpoint drops the same tokens.
   """
@@ -98,8 +98,7 @@ class TokenDropBertPretrainer(models.BertPretrainerV2):
                                 tf.range(1, tf.shape(word_ids)[1] + 1, dtype=tf.int64))
         importance = tf.random.stateless_uniform(tf.shape(word_ids),
                                                  seed=tf.stack([content, 0]))
-      inputs = dict(inputs, token_importance=importance,
-                    token_keep_stage=inputs.get("token_keep_stage", tf.constant(0, tf.int32)))
+      inputs = dict(inputs, token_importance=importance)
     return super().call(inputs)
 
 
@@ -220,8 +219,9 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
     loss, _ = self._losses(inputs, outputs, full_depth, model.losses)
     self.process_metrics(full_depth, inputs, outputs)
     if model.drops_tokens:
-      dropped_outputs = model(dict(inputs, token_keep_stage=self._evaluated_stage()),
-                              training=False, drop_tokens=True)
+      if self._encoder_config().keep_stages:
+        inputs = dict(inputs, token_keep_stage=self._evaluated_stage())
+      dropped_outputs = model(inputs, training=False, drop_tokens=True)
       dropped_loss, prediction_losses = self._losses(inputs, dropped_outputs, [], model.losses)
     else:
       dropped_outputs, dropped_loss = outputs, loss
@@ -272,10 +272,15 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
       return total_loss, prediction_losses
 
   def train_step(self, inputs, model: TokenDropBertPretrainer, optimizer, metrics):
-    # The stage of the step being taken; resumed runs continue mid-schedule from the step.
-    stage = self.keep_anneal().stage(optimizer.iterations)
+    if self._encoder_config().keep_stages:
+      # The stage of the step being taken (the trainer's step counts the steps done, and is
+      # restored on resume). Not optimizer.iterations: a legacy optimizer creates it lazily,
+      # which fails inside MirroredStrategy's replica function.
+      step = getattr(self, "_global_step", None)
+      step = optimizer.iterations if step is None else step
+      inputs = dict(inputs, token_keep_stage=self.keep_anneal().stage(step))
     with tf.GradientTape() as tape:
-      outputs = model(dict(inputs, token_keep_stage=stage), training=True)
+      outputs = model(inputs, training=True)
       loss, prediction_losses = self._losses(inputs, outputs, metrics, model.losses)
       objective = loss
       if self.task_config.scale_loss:

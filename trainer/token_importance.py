@@ -99,7 +99,7 @@ class TokenImportance(tf.Module):
     mean_losses = tf.math.divide_no_nan(loss_sums, counts)
     moved = self.beta * self.table + (1.0 - self.beta) * mean_losses
     self.table.assign(tf.where(counts > 0, moved, self.table))
-    self.counts.assign_add(tf.cast(counts > 0, tf.float32))
+    self.counts.assign(self.counts + tf.cast(counts > 0, tf.float32))
 
   def statistics(self) -> dict[str, tf.Tensor]:
     """Mean, std, min and max of the estimates, for TensorBoard.

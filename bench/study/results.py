@@ -250,7 +250,8 @@ def write_page(record: dict, work: pathlib.Path, output: pathlib.Path) -> None:
       f"{args['learn_vocab_size']} learned from them (`prepare-data --learn_vocab_size`), "
       f"sequences of {args['seq_length']}, dynamic masking (at most {args['max_predictions']} "
       f"predictions), {args['validation_fraction']:.0%} held out.",
-      f"- Model: {args['num_layers']} layers, hidden {args['hidden_size']}, batch "
+      f"- Model: {args['num_layers']} layers, hidden {args['hidden_size']} "
+      f"({args.get('num_heads') or max(1, args['hidden_size'] // 32)} heads), batch "
       f"{args['batch_size']}, peak learning rate {args['learning_rate']} (10% warmup, linear "
       f"decay to 0 at each run's last step). Token-drop runs keep {args['keep_ratio']:.0%} of "
       f"the tokens from layer {args['num_layers'] // 2 - 1} (the paper's L/2 - 1) to layer "
@@ -392,34 +393,26 @@ def write_page(record: dict, work: pathlib.Path, output: pathlib.Path) -> None:
 def _reading(summary: dict, analysis: dict, models: list[str]) -> list[str]:
   """Plain sentences from the verdict table (no number here that the tables do not show)."""
   out = []
-
-  def said(a, b, key, section):
-    entry = summary.get((a, b, key, section))
-    return entry and entry[2]
-
-  headline = said("token_drop", "baseline_equal_compute", "validation_loss_as_trained", "runs")
-  if headline:
-    out.append(f"- **At equal FLOPs, scored as trained, token drop is {headline} against "
-               "BERT.**")
-  after = said("token_drop", "baseline_equal_compute", "validation_loss", "phase")
-  if after:
-    out.append(f"- After the same full-depth phase, token drop is {after} against BERT at "
-               "equal FLOPs: this is what a user of the published checkpoint gets.")
-  corrected = said("bias_corrected", "token_drop", "validation_loss_as_trained", "runs")
-  if corrected:
-    out.append(f"- The bias-corrected table is {corrected} against the paper's `ema` table "
-               "(as trained).")
-  anneal = said("anneal", "baseline_equal_compute", "validation_loss", "runs")
-  if anneal:
-    out.append(f"- Annealing the kept count to full length is {anneal} against BERT at equal "
-               "FLOPs, at full depth, where it no longer pays a train/serve mismatch.")
-  chosen = said("token_drop", "random", "validation_loss_as_trained", "runs")
-  if chosen:
-    out.append(f"- Importance selection is {chosen} against random selection (as trained).")
-  helped = said("baseline_equal_compute", "untrained", "validation_loss", "phase")
-  if helped:
-    out.append(f"- The full-depth phase separates the checkpoints from the untrained "
-               f"reference: pretrained BERT is {helped} against it.")
+  sentences = [
+      (("token_drop", "baseline_equal_compute", "validation_loss_as_trained", "runs"),
+       "- **At equal FLOPs, scored as trained, token drop is {} against BERT.**"),
+      (("token_drop", "baseline_equal_compute", "validation_loss", "phase"),
+       "- After the same full-depth phase, token drop is {} against BERT at equal FLOPs: "
+       "this is what a user of the published checkpoint gets."),
+      (("bias_corrected", "token_drop", "validation_loss_as_trained", "runs"),
+       "- The bias-corrected table is {} against the paper's `ema` table (as trained)."),
+      (("anneal", "baseline_equal_compute", "validation_loss", "runs"),
+       "- Annealing the kept count to full length is {} against BERT at equal FLOPs, at full "
+       "depth, where it no longer pays a train/serve mismatch."),
+      (("token_drop", "random", "validation_loss_as_trained", "runs"),
+       "- Importance selection is {} against random selection (as trained)."),
+      (("baseline_equal_compute", "untrained", "validation_loss", "phase"),
+       "- The full-depth phase separates the checkpoints from the untrained reference: "
+       "pretrained BERT is {} against it."),
+  ]
+  for key, sentence in sentences:
+    if key in summary:
+      out.append(sentence.format(summary[key][2]))
   unigram = analysis["unigram_loss"]
   finals = [run["final"]["validation_loss"] for run in analysis["runs"].values()]
   out.append(f"- Every run ends between {min(finals):.3f} and {max(finals):.3f} at full depth, "

@@ -309,22 +309,27 @@ def _parser() -> argparse.ArgumentParser:
   add("--parallel", type=int, default=2, help="trainings side by side")
   add("--threads", type=int, default=1, help="TensorFlow threads per training (0: default)")
   add("--documents", type=int, default=0, help="use the first N IMDB reviews (0: all 25,000)")
-  add("--learn_vocab_size", type=int, default=8000)
+  # Measured (2026-12-01, L6 H64, lr 2e-3, step 400 of 800): 8000 learned 7,733 tokens,
+  # unigram level 6.55, validation 6.43, 0.26 s/step; 2000 learned 1,960, unigram 6.11,
+  # validation 5.92, 0.20 s/step. The smaller vocab leaves the unigram level sooner, and
+  # the MLM head is 5% of a step's FLOPs instead of 18%, nearer BERT-base's 1.4%.
+  add("--learn_vocab_size", type=int, default=2000)
   add("--num_layers", type=int, default=6)
-  add("--hidden_size", type=int, default=128)
+  add("--hidden_size", type=int, default=64)
   add("--num_heads", type=int, default=0, help="0: hidden_size // 32")
   add("--seq_length", type=int, default=128)
   add("--keep_ratio", type=float, default=0.5)
-  add("--batch_size", type=int, default=32)
-  add("--train_steps", type=int, default=1500)
+  add("--batch_size", type=int, default=16)
+  add("--train_steps", type=int, default=2000)
   add("--evaluations", type=int, default=5, help="validations per run (both ways)")
   add("--steps_per_loop", type=int, default=50)
   add("--validation_batches", type=int, default=20,
       help="at most this many validation batches per evaluation (the same ones each time)")
-  add("--learning_rate", type=float, default=1e-3)
+  # 5e-3 stalled at the unigram level (6.60 at step 400 with the 8000 vocab); 2e-3 did not.
+  add("--learning_rate", type=float, default=2e-3)
   add("--max_predictions", type=int, default=20)
   add("--validation_fraction", type=float, default=0.02)
-  add("--phase_steps", type=int, default=150, help="the full-depth phase's steps")
+  add("--phase_steps", type=int, default=100, help="the full-depth phase's steps")
   add("--phase_learning_rate", type=float, default=3e-4)
   return parser
 

@@ -85,13 +85,14 @@ def _single_device_table(batches) -> np.ndarray:
   return importance.table.numpy()
 
 
-def test_mirrored_replicas_stay_identical_and_match_the_global_batch():
+def _updated_on_two_replicas(**kwargs) -> TokenImportance:
+  """A table created under MirroredStrategy on two CPU devices, after REPLICA_BATCHES."""
   assert len(tf.config.list_logical_devices("CPU")) == 2, (
       "TF initialised its devices before this module could split the CPU in two; a test module "
       "collected earlier runs TF ops at import")
   strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
   with strategy.scope():
-    importance = TokenImportance(vocab_size=6, beta=0.5)
+    importance = TokenImportance(vocab_size=6, beta=0.5, **kwargs)
 
   @tf.function
   def step(ids, losses, weights):
@@ -100,7 +101,11 @@ def test_mirrored_replicas_stay_identical_and_match_the_global_batch():
   for batches in REPLICA_BATCHES:
     step(*strategy.experimental_distribute_values_from_function(
         lambda context, batches=batches: _batch(*batches[context.replica_id_in_sync_group])))
+  return importance
 
+
+def test_mirrored_replicas_stay_identical_and_match_the_global_batch():
+  importance = _updated_on_two_replicas()
   first, second = (v.numpy() for v in importance.table.values)
   np.testing.assert_array_equal(first, second)
   expected = _single_device_table(REPLICA_BATCHES)
@@ -169,17 +174,7 @@ def test_unknown_estimator_is_rejected():
 
 
 def test_mirrored_replicas_count_updates_from_the_global_batch():
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  with strategy.scope():
-    importance = TokenImportance(vocab_size=6, beta=0.5, estimator="bias_corrected")
-
-  @tf.function
-  def step(ids, losses, weights):
-    strategy.run(importance.update, args=(ids, losses, weights))
-
-  for batches in REPLICA_BATCHES:
-    step(*strategy.experimental_distribute_values_from_function(
-        lambda context, batches=batches: _batch(*batches[context.replica_id_in_sync_group])))
+  importance = _updated_on_two_replicas(estimator="bias_corrected")
   first, second = (v.numpy() for v in importance.counts.values)
   np.testing.assert_array_equal(first, second)
   # Id 3 is only in the second replica's batches (steps 1 and 3), so the first replica counts

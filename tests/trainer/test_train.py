@@ -158,10 +158,16 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, pack
   np.testing.assert_array_equal(_importance_table(model_dir / "ckpt-10"), good_table)
 
 
-def test_mirrored_on_two_cpu_devices_trains(tmp_path, packed_data):
+ANNEAL_OVERRIDES = ("task.model.encoder.any.token_keep_schedule=anneal",
+                    "task.model.encoder.any.token_keep_anneal_fraction=0.5",
+                    "task.model.encoder.any.token_keep_anneal_stages=2")
+
+
+@pytest.mark.parametrize("overrides", [(), ANNEAL_OVERRIDES], ids=["constant", "anneal"])
+def test_mirrored_on_two_cpu_devices_trains(tmp_path, packed_data, overrides):
   model_dir = tmp_path / "model"
   result = _run(_command(model_dir, packed_data, "trainer.train_steps=10",
-                         "runtime.distribution_strategy=mirrored", mode="train",
+                         "runtime.distribution_strategy=mirrored", *overrides, mode="train",
                          extra_flags=["--cpu_devices=2"]))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "MirroredStrategy with 2 replicas" in result.stderr
@@ -385,9 +391,7 @@ def test_estimator_and_keep_schedule_are_reachable_from_params_override(tmp_path
   model_dir = tmp_path / "model"
   result = _run(_command(model_dir, packed_data, "trainer.train_steps=20",
                          "task.model.encoder.any.token_loss_estimator=bias_corrected",
-                         "task.model.encoder.any.token_keep_schedule=anneal",
-                         "task.model.encoder.any.token_keep_anneal_fraction=0.5",
-                         "task.model.encoder.any.token_keep_anneal_stages=2"))
+                         *ANNEAL_OVERRIDES))
   assert result.returncode == 0, result.stderr[-3000:]
   encoder = export_cli.load_run_params(str(model_dir)).task.model.encoder.any
   assert (encoder.token_loss_estimator, encoder.token_keep_schedule) == ("bias_corrected",
