@@ -365,8 +365,9 @@ def test_evaluation_reports_full_depth_and_as_trained_everywhere(trained_run):
   both = {"validation_loss", "lm_example_loss", "masked_lm_accuracy"}
   both |= {f"{name}_as_trained" for name in both}
   assert both <= _summary_tags(model_dir / "validation")
-  report = [line for line in result.stderr.splitlines() if "validation_loss_as_trained" in line]
-  assert report and "'validation_loss'" in report[-1], result.stderr[-3000:]
+  # The eval log line: its output dict follows, one metric a line, up to the closing brace.
+  report = result.stderr.rsplit("eval time:", 1)[-1].split("}", 1)[0]
+  assert "'validation_loss':" in report and "'validation_loss_as_trained':" in report, report
   metrics = json.loads((model_dir / "eval_metrics.json").read_text())
   assert metrics["step"] == 20 and both <= set(metrics)
   # Dropping tokens at evaluation changes the loss: the two sets are measured, not copied.
