@@ -90,3 +90,17 @@ def test_unknown_models_and_budgets_without_token_drop_are_refused(tmp_path):
     run_study.main(["--models", "bert", "--work_dir", str(tmp_path)])
   with pytest.raises(SystemExit, match="add token_drop to --models"):
     run_study.main(["--models", "baseline,anneal", "--work_dir", str(tmp_path)])
+
+
+def test_a_finished_run_is_reused_only_with_the_same_config_and_step(tmp_path):
+  model_dir, config = tmp_path / "run", tmp_path / "config.yaml"
+  model_dir.mkdir()
+  config.write_text("trainer: {train_steps: 20}\n")
+  assert not run_study._finished(model_dir, config, 20)  # nothing evaluated yet
+  (model_dir / "study_config.yaml").write_text(config.read_text())
+  (model_dir / "eval_metrics.json").write_text('{"step": 10, "validation_loss": 6.0}')
+  assert not run_study._finished(model_dir, config, 20)  # interrupted at step 10: resume
+  (model_dir / "eval_metrics.json").write_text('{"step": 20, "validation_loss": 5.0}')
+  assert run_study._finished(model_dir, config, 20)
+  config.write_text("trainer: {train_steps: 30}\n")
+  assert not run_study._finished(model_dir, config, 20)  # another config: start over
