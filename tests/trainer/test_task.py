@@ -87,12 +87,15 @@ def test_the_train_step_is_traced_once_and_each_stage_runs_at_its_step():
       # The loss the step reports is computed before its update: it tells the stage it ran.
       before = {stage: _stage_loss(task, model, inputs, stage) for stage in range(3)}
       loss = float(step(inputs)["loss"])
-      stages.append([stage for stage, value in before.items()
-                     if value == pytest.approx(loss, rel=1e-5)])
+      # The stage whose loss the step reproduces, by a wide margin over the others (graph and
+      # eager execution round differently).
+      errors = sorted((abs(value - loss), stage) for stage, value in before.items())
+      assert errors[1][0] > 10 * errors[0][0], (i, before, loss)
+      stages.append(errors[0][1])
       if i == 0:
         # tf.function traces a step that creates variables (the optimizer's slots) twice.
         first_traces = step.experimental_get_tracing_count()
-  assert stages == [[0]] * 10 + [[1]] * 5 + [[2]] * 5
+  assert stages == [0] * 10 + [1] * 5 + [2] * 5
   # No stage retraces the step: every kept count is in the one graph from the start.
   assert step.experimental_get_tracing_count() == first_traces
   assert traced_keep_counts[-3 * first_traces:] == [8, 12, 16] * first_traces
@@ -114,7 +117,7 @@ def test_a_resumed_run_continues_mid_schedule(tmp_path):
   expected = _stage_loss(task, resumed, inputs, 1)  # step 12 of [10, 15)
   assert expected != pytest.approx(_stage_loss(task, resumed, inputs, 0), rel=1e-5)
   loss = task.train_step(inputs, resumed, resumed_optimizer, task.build_metrics(training=True))
-  assert float(loss["loss"]) == pytest.approx(expected, rel=1e-5)
+  assert float(loss["loss"]) == pytest.approx(expected, rel=1e-4)
 
 
 def test_the_last_stage_trains_exactly_the_baseline_model(tmp_path):
