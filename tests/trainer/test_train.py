@@ -136,7 +136,9 @@ def test_kill_9_then_same_command_resumes_from_latest_checkpoint(tmp_path, packe
   # init would hold 10.0 wherever the restored one had learned something.
   learned = before != INIT
   assert learned.sum() > 100
-  assert np.all(after[learned] != INIT)
+  # An entry near 10 can round back to exactly 10.0 after an update; a restarted table
+  # would hold 10.0 in nearly every learned entry.
+  assert np.mean(after[learned] != INIT) > 0.95
   untouched = np.isclose(after, before)
   assert untouched.sum() > 0.9 * len(before)
 
