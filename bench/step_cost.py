@@ -89,7 +89,7 @@ def build(experiment: str, shape: Shape, vocab_file: str):
 
 def batch(shape: Shape, vocab_file: str, seed: int = 0) -> dict[str, tf.Tensor]:
   rng = np.random.default_rng(seed)
-  special = vocab.SpecialTokenIds.from_vocab_file(vocab_file)
+  special = vocab.special_token_ids(vocab_file)
   ordinary = np.array(vocab.ordinary_token_ids(vocab.load_vocab(vocab_file)))
   ids = rng.choice(ordinary, (shape.batch_size, shape.seq_length))
   ids[:, 0], ids[:, -1] = special.cls, special.sep

@@ -31,7 +31,7 @@ from official.modeling import tf_utils
 from official.nlp.configs import encoders
 from official.nlp.modeling import models, networks
 
-from trainer import vocab
+from trainer import contract, vocab
 
 CHECKPOINT_NAME = "bert_model.ckpt"
 BERT_CONFIG_NAME = "bert_config.json"
@@ -282,9 +282,9 @@ def _write_json(path: str, content: dict) -> None:
 
 
 def _checked_vocab(vocab_path: str, cfg: encoders.BertEncoderConfig
-                   ) -> tuple[list[str], vocab.SpecialTokenIds]:
+                   ) -> tuple[list[str], contract.SpecialTokenIds]:
   tokens = vocab.load_vocab(vocab_path)
-  special = vocab.SpecialTokenIds.from_vocab(tokens, source=f"vocab file {str(vocab_path)!r}")
+  special = contract.SpecialTokenIds.from_vocab(tokens, source=f"vocab file {str(vocab_path)!r}")
   if len(tokens) > cfg.vocab_size:
     raise ValueError(f"vocab file {str(vocab_path)!r} has {len(tokens)} tokens but the encoder's "
                      f"vocab_size is {cfg.vocab_size}; export with the vocab the model was "

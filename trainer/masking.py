@@ -8,7 +8,7 @@ import dataclasses
 
 import tensorflow as tf
 
-from trainer import vocab
+from trainer import contract, vocab
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,7 @@ class MaskingSpec:
   @classmethod
   def from_vocab_file(cls, path: str, max_predictions_per_seq: int, **rates) -> "MaskingSpec":
     tokens = vocab.load_vocab(path)
-    special = vocab.SpecialTokenIds.from_vocab(tokens, source=f"vocab file {path!r}")
+    special = contract.SpecialTokenIds.from_vocab(tokens, source=f"vocab file {path!r}")
     # [UNK] may be masked (it is a real input position); the markers may not.
     return cls(max_predictions_per_seq=max_predictions_per_seq, mask_token_id=special.mask,
                never_mask_ids=(special.pad, special.cls, special.sep, special.mask),

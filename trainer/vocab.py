@@ -1,16 +1,15 @@
-"""The WordPiece vocabulary: one source of truth for the special token ids.
+"""The WordPiece vocabulary file: loading it and the ids random replacements draw from.
 
-Every id used for [PAD], [UNK], [CLS], [SEP] and [MASK] is looked up in the
-vocab file, never hard-coded, so a learned or cased vocab works unchanged.
+Special ids are looked up in the vocab file (trainer/contract.py), never
+hard-coded, so a learned or cased vocab works unchanged.
 """
 
-import dataclasses
 import importlib.resources
 import pathlib
 
 import tensorflow as tf
 
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+from trainer import contract
 
 
 def bert_base_uncased_vocab_path() -> pathlib.Path:
@@ -34,30 +33,9 @@ def load_vocab(path: str | pathlib.Path) -> list[str]:
   return tokens
 
 
-@dataclasses.dataclass(frozen=True)
-class SpecialTokenIds:
-  pad: int
-  unk: int
-  cls: int
-  sep: int
-  mask: int
-
-  @classmethod
-  def from_vocab(cls, tokens: list[str], source: str = "vocab") -> "SpecialTokenIds":
-    index = {token: i for i, token in enumerate(tokens)}
-    missing = [t for t in SPECIAL_TOKENS if t not in index]
-    if missing:
-      raise ValueError(f"{source} lacks the special tokens {missing}; a BERT vocab needs all of "
-                       f"{list(SPECIAL_TOKENS)}")
-    return cls(pad=index["[PAD]"], unk=index["[UNK]"], cls=index["[CLS]"],
-               sep=index["[SEP]"], mask=index["[MASK]"])
-
-  @classmethod
-  def from_vocab_file(cls, path: str | pathlib.Path) -> "SpecialTokenIds":
-    return cls.from_vocab(load_vocab(path), source=f"vocab file {str(path)!r}")
-
-  def all_ids(self) -> tuple[int, ...]:
-    return (self.pad, self.unk, self.cls, self.sep, self.mask)
+def special_token_ids(path: str | pathlib.Path) -> contract.SpecialTokenIds:
+  """The special ids of a vocab file."""
+  return contract.SpecialTokenIds.from_vocab(load_vocab(path), source=f"vocab file {str(path)!r}")
 
 
 def is_reserved_token(token: str) -> bool:

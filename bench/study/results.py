@@ -98,7 +98,7 @@ def unigram_loss(data_dir: pathlib.Path, params) -> float:
   task = task_factory.get_task(params.task)
   vocab_size = params.task.model.encoder.any.vocab_size
   counts = np.ones(vocab_size)
-  specials = set(vocab.SpecialTokenIds.from_vocab_file(str(data_dir / "vocab.txt")).all_ids())
+  specials = set(vocab.special_token_ids(str(data_dir / "vocab.txt")).all_ids())
   features = {name: tf.io.FixedLenFeature([params.task.train_data.seq_length], tf.int64)
               for name in ("input_word_ids", "input_mask")}
   files = sorted(str(p) for p in (data_dir / "train").glob("*"))

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from components.glue_eval.data import Example
 from components.tokenize_pack.tokenize import make_tokenizer
+from trainer import contract
 from trainer import vocab as vocab_lib
 
 # Texts tokenized per TF call: large enough to amortize the call, small enough for memory.
@@ -38,7 +39,7 @@ class PairEncoder:
       raise ValueError(f"max_seq_length {max_seq_length} is too short; a pair needs [CLS], "
                        "two [SEP] and at least one token")
     tokens = vocab_lib.load_vocab(vocab_file)
-    self.special = vocab_lib.SpecialTokenIds.from_vocab(tokens, source=f"vocab file "
+    self.special = contract.SpecialTokenIds.from_vocab(tokens, source=f"vocab file "
                                                         f"{str(vocab_file)!r}")
     self.max_seq_length = max_seq_length
     self._tokenize = tf.function(make_tokenizer(tokens, lower_case).tokenize,

@@ -15,7 +15,7 @@ import sys
 
 from components.tokenize_pack import config as config_lib
 from components.tokenize_pack import pipeline
-from trainer import vocab as vocab_lib
+from trainer import contract
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
   vocab.add_argument("--vocab", help="a WordPiece vocab.txt (one token per line)")
   vocab.add_argument("--learn_vocab_size", type=int,
                      help="learn a WordPiece vocab of at most this many tokens from the corpus")
-  add("--special_tokens", default=",".join(vocab_lib.SPECIAL_TOKENS),
+  add("--special_tokens", default=",".join(contract.SPECIAL_TOKENS),
       help="comma-separated tokens put first in a learned vocab (default: %(default)s)")
   add("--seq_length", type=int, default=512)
   add("--masking", choices=config_lib.MASKINGS, default="static",

@@ -3,7 +3,7 @@
 import dataclasses
 import math
 
-from trainer import vocab
+from trainer import contract
 
 FORMATS = ("text", "jsonl", "tfrecord_text")
 PACKINGS = ("full_sentences", "document", "sentence_pairs")
@@ -19,7 +19,7 @@ class PrepareDataConfig:
   seq_length: int = 512
   vocab_file: str | None = None
   learn_vocab_size: int | None = None
-  special_tokens: tuple[str, ...] = vocab.SPECIAL_TOKENS
+  special_tokens: tuple[str, ...] = contract.SPECIAL_TOKENS
   masking: str = "static"
   packing: str = "full_sentences"
   input_format: str = "text"
@@ -54,10 +54,10 @@ class PrepareDataConfig:
     if self.learn_vocab_size is not None and self.learn_vocab_size <= len(self.special_tokens):
       problems.append(f"--learn_vocab_size {self.learn_vocab_size} leaves no room beside the "
                       f"{len(self.special_tokens)} special tokens")
-    missing = [t for t in vocab.SPECIAL_TOKENS if t not in self.special_tokens]
+    missing = [t for t in contract.SPECIAL_TOKENS if t not in self.special_tokens]
     if missing:
       problems.append(f"--special_tokens lacks {missing}; every BERT vocab needs "
-                      f"{list(vocab.SPECIAL_TOKENS)}")
+                      f"{list(contract.SPECIAL_TOKENS)}")
     if len(set(self.special_tokens)) != len(self.special_tokens):
       problems.append(f"--special_tokens repeats a token: {list(self.special_tokens)}")
     for name, value, allowed in (("--masking", self.masking, MASKINGS),

@@ -22,6 +22,7 @@ import numpy as np
 
 from components.tokenize_pack.stats import STATS_TAG, Tally
 from components.tokenize_pack.tokenize import TokenizedChunk
+from trainer import contract
 from trainer import vocab as vocab_lib
 
 WORD_IDS, INPUT_MASK, TYPE_IDS = "input_word_ids", "input_mask", "input_type_ids"
@@ -44,7 +45,7 @@ def validation_draw(doc_hashes: np.ndarray) -> np.ndarray:
   return (doc_hashes >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def _rows(stream: np.ndarray, seq_length: int, special: vocab_lib.SpecialTokenIds):
+def _rows(stream: np.ndarray, seq_length: int, special: contract.SpecialTokenIds):
   """Cuts one token stream into `[CLS] body [SEP]` rows; only the last row is padded."""
   body = seq_length - 2
   num_rows = -(-len(stream) // body)
@@ -62,7 +63,7 @@ def _rows(stream: np.ndarray, seq_length: int, special: vocab_lib.SpecialTokenId
 
 
 def pack_full_sentences(documents: list[np.ndarray], seq_length: int,
-                        special: vocab_lib.SpecialTokenIds) -> tuple[np.ndarray, np.ndarray]:
+                        special: contract.SpecialTokenIds) -> tuple[np.ndarray, np.ndarray]:
   """(input_word_ids, input_mask) [examples, seq_length] of documents joined by [SEP]."""
   pieces = []
   for i, document in enumerate(documents):
@@ -73,7 +74,7 @@ def pack_full_sentences(documents: list[np.ndarray], seq_length: int,
 
 
 def pack_documents(documents: list[np.ndarray], seq_length: int,
-                   special: vocab_lib.SpecialTokenIds) -> tuple[np.ndarray, np.ndarray]:
+                   special: contract.SpecialTokenIds) -> tuple[np.ndarray, np.ndarray]:
   """(input_word_ids, input_mask) where each example holds tokens of one document only."""
   rows = [_rows(document, seq_length, special) for document in documents]
   return np.concatenate([r[0] for r in rows]), np.concatenate([r[1] for r in rows])
@@ -92,7 +93,7 @@ def _truncate_pair(tokens_a: list[int], tokens_b: list[int], max_tokens: int,
 
 def make_sentence_pairs(documents: list[list[np.ndarray]], doc_hashes: np.ndarray,
                         seq_length: int, seed: int, short_seq_prob: float,
-                        special: vocab_lib.SpecialTokenIds):
+                        special: contract.SpecialTokenIds):
   """BERT's create_instances_from_document over a chunk's documents (lists of sentences).
 
   Returns (input_word_ids, input_mask, input_type_ids, next_sentence_labels
@@ -186,7 +187,7 @@ class _PackChunk(beam.DoFn):
     self._short_seq_prob = short_seq_prob
 
   def setup(self):
-    self._special = vocab_lib.SpecialTokenIds.from_vocab_file(self._vocab_file)
+    self._special = vocab_lib.special_token_ids(self._vocab_file)
 
   def process(self, element: tuple[str, TokenizedChunk]):
     split, chunk = element

@@ -38,6 +38,7 @@ from components.tokenize_pack.read import (
 )
 from components.tokenize_pack.tokenize import TEXT_FEATURE, TokenizeDocuments, make_preprocessing_fn
 from components.tokenize_pack.write import WriteExamples
+from trainer import contract
 from trainer import vocab as vocab_lib
 
 # What a run writes under OUT, besides the split directories; --overwrite removes these, the
@@ -201,7 +202,7 @@ def run(config: PrepareDataConfig, pipeline_args: list[str],
   given = None
   if config.vocab_file is not None:  # read first: it may be an earlier run's OUT/vocab.txt
     given = vocab_lib.load_vocab(config.vocab_file)
-    vocab_lib.SpecialTokenIds.from_vocab(given, source=f"--vocab {config.vocab_file!r}")
+    contract.SpecialTokenIds.from_vocab(given, source=f"--vocab {config.vocab_file!r}")
   _clear_outputs(config, overwrite)
   files = resolve_input_files(config)
   write_vocab(config, given, files, options)

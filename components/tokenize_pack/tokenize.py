@@ -16,6 +16,7 @@ import tensorflow_text as tf_text
 
 from components.tokenize_pack.read import DocumentChunk
 from components.tokenize_pack.stats import STATS_TAG, Tally
+from trainer import contract
 from trainer import vocab as vocab_lib
 
 TEXT_FEATURE = "text"
@@ -25,7 +26,7 @@ TOKEN_IDS_FEATURE = "token_ids"
 def make_tokenizer(vocab_tokens: list[str], lower_case: bool,
                    token_out_type: tf.DType = tf.int32) -> tf_text.FastBertTokenizer:
   """BERT's end-to-end tokenizer (split on whitespace and punctuation, then WordPiece)."""
-  special = vocab_lib.SpecialTokenIds.from_vocab(vocab_tokens)
+  special = contract.SpecialTokenIds.from_vocab(vocab_tokens)
   return tf_text.FastBertTokenizer(vocab=vocab_tokens, token_out_type=token_out_type,
                                    unknown_token=vocab_tokens[special.unk],
                                    lower_case_nfd_strip_accents=lower_case)
@@ -94,7 +95,7 @@ class _TokenizeChunks(beam.DoFn):
 
   def setup(self):
     tokens = vocab_lib.load_vocab(self._vocab_file)
-    self._unk = vocab_lib.SpecialTokenIds.from_vocab(tokens).unk
+    self._unk = contract.SpecialTokenIds.from_vocab(tokens).unk
     self._tokenize = tf.function(make_tokenizer(tokens, self._lower_case).tokenize,
                                  input_signature=[tf.TensorSpec([None], tf.string)],
                                  autograph=False)

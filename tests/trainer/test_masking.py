@@ -33,7 +33,7 @@ def test_spec_ids_come_from_the_vocab():
 
 
 def test_counts_positions_and_labels():
-  special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+  special = vocab.special_token_ids(VOCAB)
   body = list(range(2000, 2058))  # 58 ordinary tokens
   ids = [special.cls, *body, special.sep, 0, 0, 0, 0]  # 64 with 4 [PAD]
   out = masking.mask_example(_example(ids, real_length=60), tf.constant(7, tf.int64), _spec(), 3)
@@ -54,7 +54,7 @@ def test_counts_positions_and_labels():
 
 
 def test_cap_at_max_predictions_and_short_sequences():
-  special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+  special = vocab.special_token_ids(VOCAB)
   long_ids = [special.cls, *range(3000, 3498), special.sep]
   out = masking.mask_example(_example(long_ids), tf.constant(0, tf.int64), _spec(), 0)
   assert out["masked_lm_weights"].numpy().sum() == 20  # round(0.15 * 498) = 75, capped
@@ -65,7 +65,7 @@ def test_cap_at_max_predictions_and_short_sequences():
 
 
 def test_80_10_10_rule_over_many_examples():
-  special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+  special = vocab.special_token_ids(VOCAB)
   spec = _spec()
   ids = [special.cls, *range(2000, 2126), special.sep]
   replaced_by_mask = replaced_randomly = kept = 0
@@ -87,7 +87,7 @@ def test_80_10_10_rule_over_many_examples():
 
 
 def test_same_seed_and_index_repeat_other_index_differs():
-  special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+  special = vocab.special_token_ids(VOCAB)
   ids = [special.cls, *range(2000, 2062), special.sep]
   spec = _spec()
 

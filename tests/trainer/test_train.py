@@ -95,7 +95,7 @@ def test_seed_command_line_trains_evaluates_and_writes_everything(trained_run):
   assert "ETA" in result.stderr
 
   table = _importance_table(model_dir / "ckpt-20")
-  special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+  special = vocab.special_token_ids(VOCAB)
   assert table.shape == (30522,)
   # [CLS]/[SEP]/[PAD] are never MLM targets: untouched. Frequent words were predicted (their
   # losses start near ln(30522) = 10.3, so the average may move either way from 10).

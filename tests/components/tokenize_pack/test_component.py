@@ -109,7 +109,7 @@ def test_split_train_is_read_by_the_trainer_loader(runs):
   positions = np.concatenate([b["masked_lm_positions"].numpy() for b in batches])
   assert word_ids.shape[1] == 64 and positions.shape[1] == max_predictions
   assert len(word_ids) == outputs["statistics"].get_int_custom_property("examples_train")
-  assert (word_ids[:, 0] == vocab.SpecialTokenIds.from_vocab_file(VOCAB).cls).all()
+  assert (word_ids[:, 0] == vocab.special_token_ids(VOCAB).cls).all()
 
 
 def test_transform_graph_holds_the_tft_graph_and_the_vocab(runs):

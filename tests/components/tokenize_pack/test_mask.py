@@ -8,14 +8,14 @@ import tensorflow as tf
 from components.tokenize_pack import mask, pack
 from components.tokenize_pack.tokenize import make_tokenizer
 from tests.components.tokenize_pack.conftest import VOCAB, imdb_reviews
-from trainer import masking, vocab
+from trainer import contract, masking, vocab
 
 SEQ = 64
 
 
 def _packed(num_reviews: int):
   tokens = vocab.load_vocab(VOCAB)
-  special = vocab.SpecialTokenIds.from_vocab(tokens)
+  special = contract.SpecialTokenIds.from_vocab(tokens)
   ids = make_tokenizer(tokens, lower_case=True).tokenize(imdb_reviews(num_reviews)).to_list()
   return pack.pack_full_sentences([np.array(i, np.int32) for i in ids], SEQ, special)
 

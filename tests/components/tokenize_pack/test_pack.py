@@ -6,7 +6,7 @@ from components.tokenize_pack import pack
 from tests.components.tokenize_pack.conftest import VOCAB
 from trainer import vocab
 
-SPECIAL = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+SPECIAL = vocab.special_token_ids(VOCAB)
 CLS, SEP, PAD = SPECIAL.cls, SPECIAL.sep, SPECIAL.pad
 DOCUMENTS = [np.arange(1000, 1005, dtype=np.int32), np.arange(2000, 2003, dtype=np.int32),
              np.arange(3000, 3010, dtype=np.int32)]

@@ -27,7 +27,7 @@ from tests.components.tokenize_pack.conftest import (
 from trainer import data, masking, vocab
 
 MAX_PREDICTIONS = 20  # ceil(128 * 0.15)
-UNK = vocab.SpecialTokenIds.from_vocab_file(VOCAB).unk
+UNK = vocab.special_token_ids(VOCAB).unk
 
 
 def _tokenize(texts: list[str], vocab_file: str = VOCAB) -> list[list[int]]:
@@ -51,7 +51,7 @@ def _concat(batches, name):
 
 def test_static_output_is_read_by_tf_models_bert_pretrain_loader(static_run):
   result, out = static_run
-  special = vocab.SpecialTokenIds.from_vocab_file(VOCAB)
+  special = vocab.special_token_ids(VOCAB)
   masked_weights = 0
   for split in ("train", "validation"):
     batches = _load_static(str(out / split / "examples-*.tfrecord.gz"),

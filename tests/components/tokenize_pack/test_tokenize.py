@@ -9,12 +9,12 @@ from components.tokenize_pack import stats
 from components.tokenize_pack.read import DocumentChunk
 from components.tokenize_pack.tokenize import TokenizeDocuments, document_hash, make_tokenizer
 from tests.components.tokenize_pack.conftest import IN_MEMORY, VOCAB, counts
-from trainer import vocab
+from trainer import contract, vocab
 
 
 def test_lower_case_is_configurable():
   tokens = vocab.load_vocab(VOCAB)
-  unk = vocab.SpecialTokenIds.from_vocab(tokens).unk
+  unk = contract.SpecialTokenIds.from_vocab(tokens).unk
   lower = make_tokenizer(tokens, lower_case=True).tokenize(["Héllo WORLD"]).to_list()[0]
   cased = make_tokenizer(tokens, lower_case=False).tokenize(["Héllo WORLD"]).to_list()[0]
   assert [tokens[i] for i in lower] == ["hello", "world"]

@@ -1,0 +1,105 @@
+"""The contract between the stages: feature names, the special-token policy, artifact names.
+
+Every module that reads or writes a feature, decides what happens to a special
+token, or names a file another stage reads takes the name from here (the TFX
+penguin template's `features.py` plays this part there). It imports nothing
+heavy, so the data pipeline, the trainer, the components and the tests can all
+use it.
+"""
+
+import dataclasses
+
+# --- Features of a pretraining example (Model Garden's v2 names) ----------------------------
+WORD_IDS = "input_word_ids"
+INPUT_MASK = "input_mask"
+TYPE_IDS = "input_type_ids"
+MASKED_POSITIONS = "masked_lm_positions"
+MASKED_IDS = "masked_lm_ids"
+MASKED_WEIGHTS = "masked_lm_weights"
+NEXT_SENTENCE_LABELS = "next_sentence_labels"
+# What the encoder reads; what masking adds.
+ENCODER_INPUTS = (WORD_IDS, INPUT_MASK, TYPE_IDS)
+MASKED_LM_FEATURES = (MASKED_POSITIONS, MASKED_IDS, MASKED_WEIGHTS)
+# The raw corpus' text feature (tfrecord_text input, the CorpusGen component's output).
+TEXT_FEATURE = "text"
+
+# --- The special-token policy --------------------------------------------------------------
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+# The paper: markers and unknowns are always kept, padding is always dropped.
+ALWAYS_KEPT_TOKENS = (UNK, CLS, SEP, MASK)
+ALWAYS_DROPPED_TOKENS = (PAD,)
+# [UNK] is a real input position and may be masked; the markers may not.
+NEVER_MASKED_TOKENS = (PAD, CLS, SEP, MASK)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecialTokenIds:
+  """The ids of the special tokens in one vocab, and what the policy does with each."""
+  pad: int
+  unk: int
+  cls: int
+  sep: int
+  mask: int
+
+  @classmethod
+  def from_vocab(cls, tokens: list[str], source: str = "vocab") -> "SpecialTokenIds":
+    """The one place a vocab's special ids are looked up."""
+    index = {token: i for i, token in enumerate(tokens)}
+    missing = [t for t in SPECIAL_TOKENS if t not in index]
+    if missing:
+      raise ValueError(f"{source} lacks the special tokens {missing}; a BERT vocab needs all of "
+                       f"{list(SPECIAL_TOKENS)}")
+    return cls(pad=index[PAD], unk=index[UNK], cls=index[CLS], sep=index[SEP], mask=index[MASK])
+
+  def id_of(self, token: str) -> int:
+    return {PAD: self.pad, UNK: self.unk, CLS: self.cls, SEP: self.sep, MASK: self.mask}[token]
+
+  def all_ids(self) -> tuple[int, ...]:
+    return tuple(self.id_of(t) for t in SPECIAL_TOKENS)
+
+  @property
+  def always_kept(self) -> tuple[int, ...]:
+    return tuple(self.id_of(t) for t in ALWAYS_KEPT_TOKENS)
+
+  @property
+  def always_dropped(self) -> tuple[int, ...]:
+    return tuple(self.id_of(t) for t in ALWAYS_DROPPED_TOKENS)
+
+  @property
+  def never_masked(self) -> tuple[int, ...]:
+    return tuple(self.id_of(t) for t in NEVER_MASKED_TOKENS)
+
+
+# --- Artifact layout -----------------------------------------------------------------------
+VOCAB_FILE = "vocab.txt"
+# Prepared data (components/tokenize_pack): OUT/{train,validation}/examples-*.tfrecord.gz.
+SPLITS = ("train", "validation")
+DATA_STATS_FILE = "stats.json"
+SHARD_PREFIX = "examples"
+SHARD_SUFFIX = ".tfrecord.gz"
+
+
+def shard_name(shard: int, num_shards: int) -> str:
+  """tf-models' pretrain dataloader globs these: examples-00003-of-00016.tfrecord.gz."""
+  return f"{SHARD_PREFIX}-{shard:05d}-of-{num_shards:05d}{SHARD_SUFFIX}"
+
+
+# A training run's model_dir.
+EVAL_METRICS_FILE = "eval_metrics.json"
+AS_TRAINED_SUFFIX = "_as_trained"  # metrics scored with the run's own token dropping
+# An export (`tokendrop export`, the Trainer's serving_model_dir).
+SERVING_SUBDIR = "Format-Serving"  # where the TFX Trainer puts serving_model_dir
+TF2_DIR = "tf2"
+HF_DIR = "hf"
+SAVED_MODEL_DIR = "saved_model"
+CHECKPOINT_NAME = "bert_model.ckpt"
+BERT_CONFIG_FILE = "bert_config.json"
+TOKEN_IMPORTANCE_FILE = "token_importance.npy"
+TRAINING_PARAMS_FILE = "training_params.yaml"  # the run's params.yaml, for the model card
+# The GLUE evaluation and the published version.
+GLUE_REPORT_JSON = "glue_report.json"
+GLUE_REPORT_MD = "glue_report.md"
+GLUE_REPORT_PNG = "glue_report.png"
+MODEL_CARD_MD = "model_card.md"
+MODEL_CARD_JSON = "model_card.json"
