@@ -26,7 +26,7 @@ Stages, each a subprocess of the project's own command lines:
      fine-tuning of study v1 did not);
   4. the importance tables: how many ids have settled, and how well each table ranks the
      ids by their mean validation loss (Spearman);
-  5. the page (results.py).
+  5. the page (results.py: load, analyse, plot, page).
 
 Runs are reused when finished with the same config, and an interrupted run continues
 from its latest checkpoint (Model Garden resumes in the same --model_dir).
@@ -49,11 +49,13 @@ import yaml
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from bench.study import results  # noqa: E402
-from components import packaged_corpora  # noqa: E402
-from trainer import flops, vocab  # noqa: E402
+from bench.study import measure, results  # noqa: E402
+from bench.study.load import UNTRAINED  # noqa: E402
+from components.common import packaged_corpora  # noqa: E402
+from trainer import contract, flops, vocab  # noqa: E402
 from trainer.export_cli import load_params_file  # noqa: E402
-from trainer.task import EVAL_METRICS_NAME  # noqa: E402
+
+TRAIN_SPLIT, VALIDATION_SPLIT = contract.SPLITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +78,6 @@ MODELS = {
                     budget="token_drop"),
     "random": Model("token_drop_bert/pretraining", {"token_selection": "random"}),
 }
-UNTRAINED = "untrained"  # the reference of the full-depth phase
 
 
 def _run(command: list[str], log: pathlib.Path) -> float:
@@ -114,8 +115,9 @@ def prepare_data(args, work: pathlib.Path) -> pathlib.Path:
   wanted = {"seq_length": args.seq_length, "max_predictions_per_seq": args.max_predictions,
             "validation_fraction": args.validation_fraction, "masking": "dynamic",
             "learn_vocab_size": args.learn_vocab_size, "input_patterns": [corpus]}
-  if (data / "stats.json").exists() and not args.overwrite:
-    made_with = json.loads((data / "stats.json").read_text())["config"]
+  stats = data / contract.DATA_STATS_FILE
+  if stats.exists() and not args.overwrite:
+    made_with = json.loads(stats.read_text())["config"]
     if all(made_with.get(key) == value for key, value in wanted.items()):
       print(f"reusing {data} (same settings; --overwrite prepares it again)", flush=True)
       return data
@@ -132,6 +134,7 @@ def experiment_config(args, data: pathlib.Path, encoder: dict, train_steps: int,
                       validation_steps: int, eval_interval: int,
                       init_checkpoint: str = "") -> dict:
   """The YAML of one run: `--params_override`-style keys of the registered experiment."""
+  vocab_file = data / contract.VOCAB_FILE
   data_config = {
       "global_batch_size": args.batch_size, "seq_length": args.seq_length,
       "max_predictions_per_seq": args.max_predictions, "use_next_sentence_label": False,
@@ -140,19 +143,19 @@ def experiment_config(args, data: pathlib.Path, encoder: dict, train_steps: int,
   return {
       "runtime": {"distribution_strategy": "one_device", "enable_xla": False},
       "task": {
-          "vocab_file": str(data / "vocab.txt"),
+          "vocab_file": str(vocab_file),
           "init_checkpoint": init_checkpoint,
           "model": {"cls_heads": [], "encoder": {"type": "any", "any": {
-              "vocab_size": len(vocab.load_vocab(str(data / "vocab.txt"))),
+              "vocab_size": len(vocab.load_vocab(str(vocab_file))),
               "num_layers": args.num_layers, "hidden_size": args.hidden_size,
               "num_attention_heads": args.num_heads or max(1, args.hidden_size // 32),
               "intermediate_size": 4 * args.hidden_size,
               "max_position_embeddings": args.seq_length,
               "token_keep_ratio": args.keep_ratio, **encoder}}},
           # A seed fixes the data order and masks; validation masks are the same for all runs.
-          "train_data": {**data_config, "input_path": str(data / "train" / "*"),
+          "train_data": {**data_config, "input_path": str(data / TRAIN_SPLIT / "*"),
                          "masking_seed": seed},
-          "validation_data": {**data_config, "input_path": str(data / "validation" / "*"),
+          "validation_data": {**data_config, "input_path": str(data / VALIDATION_SPLIT / "*"),
                               "is_training": False, "drop_remainder": True,
                               "masking_seed": 0},
       },
@@ -206,7 +209,7 @@ def budget_steps(args, data: pathlib.Path, work: pathlib.Path) -> dict[str, int]
 
 
 def _finished(model_dir: pathlib.Path, config_file: pathlib.Path, steps: int) -> bool:
-  metrics = model_dir / EVAL_METRICS_NAME
+  metrics = model_dir / contract.EVAL_METRICS_FILE
   saved = model_dir / "study_config.yaml"
   return (metrics.exists() and saved.exists() and saved.read_text() == config_file.read_text()
           and json.loads(metrics.read_text()).get("step") == steps)
@@ -245,8 +248,8 @@ def _pool(jobs: list, parallel: int) -> list:
 
 
 def _validation_steps(args, data: pathlib.Path) -> int:
-  stats = json.loads((data / "stats.json").read_text())
-  return min(args.validation_batches, stats["examples"]["validation"] // args.batch_size)
+  stats = json.loads((data / contract.DATA_STATS_FILE).read_text())
+  return min(args.validation_batches, stats["examples"][VALIDATION_SPLIT] // args.batch_size)
 
 
 def pretrain(args, data: pathlib.Path, work: pathlib.Path, steps: dict[str, int]) -> dict:
@@ -366,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                f"{_record_path(work).name}): run the study first, or give its --work_dir")
     record = json.loads(_record_path(work).read_text())
     print(f"writing the page from {work} (the study of {record['run_date']})", flush=True)
-    results.write_page(record, work, output)
+    results.write_page(record, output)
     return 0
   start = time.monotonic()
   stage_seconds = {}
@@ -385,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.exit(f"run_study: {e}\nRun the same command again to continue: finished runs are "
              "reused and interrupted ones resume.")
   t = time.monotonic()
-  analysis = results.analyze(work, args, steps)
+  analysis = measure.analyze(work, args, steps)
   stage_seconds["analysis"] = time.monotonic() - t
   command = "scripts/in-env python bench/study/run_study.py " + " ".join(
       sys.argv[1:] if argv is None else argv)
@@ -397,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             "analysis": analysis,
             "run_date": datetime.date.today().isoformat()}
   _record_path(work).write_text(json.dumps(record, indent=1))
-  results.write_page(record, work, output)
+  results.write_page(record, output)
   print(f"wrote {output / 'README.md'} ({time.monotonic() - start:.0f} s in all)")
   return 0
 

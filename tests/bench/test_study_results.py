@@ -6,22 +6,22 @@ import math
 import numpy as np
 import pytest
 
-from bench.study import results, run_study
-from trainer import flops
+from bench.study import analyse, measure, plot, run_study
+from trainer import contract, flops
 
 
 def test_paired_difference_and_verdict_by_hand():
   a = {1: 5.0, 2: 5.2, 3: 5.1}
   b = {1: 5.1, 2: 5.4, 3: 5.2, 4: 9.9}  # seed 4 has no pair: left out
-  mean, error, n = results.paired_difference(a, b)
+  mean, error, n = analyse.paired_difference(a, b)
   # Differences -0.1, -0.2, -0.1: mean -0.1333, sample std 0.0577, standard error 0.0333.
   assert n == 3
   assert mean == pytest.approx(-0.4 / 3)
   assert error == pytest.approx(math.sqrt(((0.1 / 3) ** 2 * 2 + (0.2 / 3) ** 2) / 2) / math.sqrt(3))
-  assert results.verdict(mean, error) == "better"  # 0.133 > 2 x 0.033
-  assert results.verdict(-mean, error) == "worse"
-  assert results.verdict(0.05, 0.03).startswith("tied")  # 0.05 <= 2 x 0.03
-  assert results.verdict(0.05, float("nan")).startswith("tied")
+  assert analyse.verdict(mean, error) == "better"  # 0.133 > 2 x 0.033
+  assert analyse.verdict(-mean, error) == "worse"
+  assert analyse.verdict(0.05, 0.03).startswith("tied")  # 0.05 <= 2 x 0.03
+  assert analyse.verdict(0.05, float("nan")).startswith("tied")
 
 
 def test_table_informativeness_by_hand():
@@ -32,7 +32,7 @@ def test_table_informativeness_by_hand():
                     0.25 * 10 + 0.75 * 4])
   loss_sums = np.array([50.0, 30.0, 20.0, 40.0])
   predictions = np.array([5.0, 10.0, 10.0, 10.0])  # mean losses 10, 3, 2, 4
-  got = results.table_informativeness(table, counts, loss_sums, predictions, init, beta)
+  got = measure.table_informativeness(table, counts, loss_sums, predictions, init, beta)
   assert (got["updated"], got["settled"], got["ids_in_correlation"]) == (3, 1, 4)
   # The corrected read-out (10, 3, 2, 4) ranks exactly as the mean losses (10, 3, 2, 4). The
   # raw table (10, 6.5, 2.3125, 5.5) still carries the initial value and puts id 1 above id 3:
@@ -53,25 +53,26 @@ def _args(tmp_path, **overrides):
 def test_equal_compute_budgets_match_token_drops_flops(tmp_path):
   data = tmp_path / "data"
   data.mkdir()
-  (data / "vocab.txt").write_text("".join(f"t{i}\n" for i in range(4000)))
+  (data / contract.VOCAB_FILE).write_text("".join(f"t{i}\n" for i in range(4000)))
   args = _args(tmp_path)
   steps = run_study.budget_steps(args, data, tmp_path)
-  assert steps["baseline"] == steps["token_drop"] == steps["random"] == args.train_steps
+  # The defaults' split: L6 H64, 128 tokens with 64 kept, 2000 steps of token drop.
+  assert steps == {"baseline": 2000, "baseline_equal_compute": 1528, "token_drop": 2000,
+                   "bias_corrected": 2000, "anneal": 1928, "random": 2000}
 
-  def total(name):
+  def run_flops(name, train_steps):
     model = run_study.MODELS[name]
-    config = run_study.experiment_config(args, data, model.encoder, steps[name], 1, 1, 10)
-    return flops.run_flops(run_study._params(config, model.experiment, tmp_path)).total
+    config = run_study.experiment_config(args, data, model.encoder, train_steps, 1, 1, 10)
+    return flops.run_flops(run_study._params(config, model.experiment, tmp_path))
 
-  budget = total("token_drop")
+  budget = run_flops("token_drop", 2000).total
   for name in ("baseline_equal_compute", "anneal"):
     # The fewest steps that reach the budget: one step fewer falls short.
-    assert total(name) >= budget
-    fewer = dict(steps, **{name: steps[name] - 1})
-    model = run_study.MODELS[name]
-    config = run_study.experiment_config(args, data, model.encoder, fewer[name], 1, 1, 10)
-    assert flops.run_flops(run_study._params(config, model.experiment, tmp_path)).total < budget
-  assert steps["baseline_equal_compute"] < steps["anneal"] < args.train_steps
+    assert run_flops(name, steps[name] - 1).total < budget <= run_flops(name, steps[name]).total
+  # BERT has one stage: 2000 token-drop steps over BERT's step cost, rounded up.
+  (drop_step,) = run_flops("token_drop", 1).step_flops
+  (bert_step,) = run_flops("baseline", 1).step_flops
+  assert steps["baseline_equal_compute"] == math.ceil(2000 * drop_step / bert_step)
 
 
 def test_smoke_flags_never_write_the_committed_page():
@@ -98,9 +99,15 @@ def test_a_finished_run_is_reused_only_with_the_same_config_and_step(tmp_path):
   config.write_text("trainer: {train_steps: 20}\n")
   assert not run_study._finished(model_dir, config, 20)  # nothing evaluated yet
   (model_dir / "study_config.yaml").write_text(config.read_text())
-  (model_dir / "eval_metrics.json").write_text('{"step": 10, "validation_loss": 6.0}')
+  (model_dir / contract.EVAL_METRICS_FILE).write_text('{"step": 10, "validation_loss": 6.0}')
   assert not run_study._finished(model_dir, config, 20)  # interrupted at step 10: resume
-  (model_dir / "eval_metrics.json").write_text('{"step": 20, "validation_loss": 5.0}')
+  (model_dir / contract.EVAL_METRICS_FILE).write_text('{"step": 20, "validation_loss": 5.0}')
   assert run_study._finished(model_dir, config, 20)
   config.write_text("trainer: {train_steps: 30}\n")
   assert not run_study._finished(model_dir, config, 20)  # another config: start over
+
+
+def test_cumulative_flops_follow_the_stages_of_a_run():
+  run = flops.RunFlops(keep_counts=(2, 4), step_flops=(10.0, 30.0), stage_steps=(3, 2))
+  # Stage 0 costs 10 a step for 3 steps, stage 1 then 30 a step for 2.
+  assert [plot.flops_until(run, step) for step in (0, 1, 3, 4, 5, 9)] == [0, 10, 30, 60, 90, 90]
