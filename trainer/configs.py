@@ -7,19 +7,25 @@ The YAML files under configs/ override these defaults, as in Model Garden:
 """
 
 import dataclasses
+import os
 
+import tensorflow as tf
+import yaml
 from official.core import config_definitions as cfg
 from official.core import exp_factory
-from official.modeling import optimization
-from official.modeling.hyperparams import base_config
+from official.modeling import hyperparams, optimization
 from official.nlp.configs import bert, encoders
 from official.nlp.tasks import masked_lm
 
-from trainer import data
+from trainer import contract, data
 from trainer.encoder import KEEP_SCHEDULES, KeepAnneal, TokenDropSchedule
+from trainer.errors import UserError, first_line
 from trainer.token_importance import ESTIMATORS
 
 SELECTION_MODES = ("importance", "random", "none")
+PRETRAINING = "token_drop_bert/pretraining"
+BASELINE = "token_drop_bert/baseline"
+EXPERIMENTS = (PRETRAINING, BASELINE)
 
 
 @dataclasses.dataclass
@@ -50,8 +56,8 @@ class TokenDropBertEncoderConfig(encoders.BertEncoderConfig):
   token_keep_anneal_stages: int = 4
   token_allow_list: tuple[int, ...] = ()
   token_deny_list: tuple[int, ...] = ()
-  token_allow_tokens: tuple[str, ...] = ("[UNK]", "[CLS]", "[SEP]", "[MASK]")
-  token_deny_tokens: tuple[str, ...] = ("[PAD]",)
+  token_allow_tokens: tuple[str, ...] = contract.ALWAYS_KEPT_TOKENS
+  token_deny_tokens: tuple[str, ...] = contract.ALWAYS_DROPPED_TOKENS
 
   def validate(self):
     super().validate()
@@ -146,22 +152,67 @@ def _experiment(token_selection: str) -> cfg.ExperimentConfig:
                     "task.validation_data.is_training != None"])
 
 
-@exp_factory.register_config_factory("token_drop_bert/pretraining")
+@exp_factory.register_config_factory(PRETRAINING)
 def token_drop_bert_pretraining() -> cfg.ExperimentConfig:
   """BERT MLM pretraining with importance-based token dropping."""
   return _experiment("importance")
 
 
-@exp_factory.register_config_factory("token_drop_bert/baseline")
+@exp_factory.register_config_factory(BASELINE)
 def token_drop_bert_baseline() -> cfg.ExperimentConfig:
   """The same experiment with token dropping off: plain BERT, for comparisons."""
   return _experiment("none")
 
 
-@base_config.bind(TokenDropBertEncoderConfig)
-def _build_encoder_from_explicit_ids(encoder_cfg: TokenDropBertEncoderConfig):
-  """`encoders.build_encoder` support; the task resolves token names from the vocab too."""
-  from trainer import task
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
-  return task.build_token_drop_encoder(encoder_cfg, allow_ids=encoder_cfg.token_allow_list,
-                                       deny_ids=encoder_cfg.token_deny_list)
+
+def config_path(name: str) -> str:
+  """A config file: a path as given, or a bare name from the project's configs/ folder."""
+  if os.path.dirname(name) or "://" in name or os.path.exists(name):
+    return name
+  return os.path.join(CONFIG_DIR, name)
+
+
+def build_experiment(experiment: str, config_files=(), params_override: dict | str = "",
+                     overrides=None) -> cfg.ExperimentConfig:
+  """The experiment config that `tokendrop train` and the Trainer's run_fn run, validated.
+
+  Applied in order: the registered experiment, each YAML file, `overrides` (what the caller
+  fills in: paths, steps; a dict, or a function of the config so far that returns one), then
+  `params_override` (a nested dict or a Model Garden string).
+  Raises UserError naming the experiment, file or key at fault.
+  """
+  if experiment not in EXPERIMENTS:
+    raise UserError(f"unknown experiment {experiment!r}; choose one of {list(EXPERIMENTS)}")
+  params = exp_factory.get_exp_config(experiment)
+  for name in config_files:
+    path = config_path(name)
+    if not tf.io.gfile.exists(path):
+      raise UserError(f"config file {name!r} does not exist (looked for {path!r}); pass a YAML "
+                      f"path, or the bare name of a file in {CONFIG_DIR}")
+    params = _override(params, path, f"config file {path!r}")
+  if callable(overrides):
+    overrides = overrides(params)
+  if overrides:
+    params = _override(params, overrides, "the run's settings")
+  if params_override:
+    params = _override(params, params_override, "params_override")
+  try:
+    params.validate()
+    encoder = params.task.model.encoder
+    if encoder.type != "any" or not isinstance(encoder.any, TokenDropBertEncoderConfig):
+      raise ValueError("task.model.encoder must be `type: any` with the token_drop_bert "
+                       "encoder; keep the experiment's encoder section")
+    encoder.any.validate()
+  except (KeyError, ValueError, AttributeError, TypeError) as e:
+    raise UserError(f"invalid experiment config: {first_line(e)}") from e
+  return params
+
+
+def _override(params: cfg.ExperimentConfig, override, source: str) -> cfg.ExperimentConfig:
+  try:
+    return hyperparams.override_params_dict(params, override, is_strict=True)
+  except (KeyError, ValueError, AttributeError, TypeError, yaml.YAMLError) as e:
+    raise UserError(f"{source} does not fit the experiment config: {first_line(e)}; check its "
+                    "keys against trainer/configs.py and the YAML files under configs/") from e

@@ -12,7 +12,7 @@ import tensorflow as tf
 from official.common import dataset_fn
 from official.nlp.data import data_loader, data_loader_factory, pretrain_dataloader
 
-from trainer import masking
+from trainer import contract, masking
 
 MASKING_MODES = ("static", "dynamic")
 
@@ -69,7 +69,7 @@ class TokenDropPretrainDataLoader(data_loader.DataLoader):
     files = input_files(params.input_path, what)
     seq_length = params.seq_length
     features = {name: tf.io.FixedLenFeature([seq_length], tf.int64)
-                for name in ("input_word_ids", "input_mask", "input_type_ids")}
+                for name in (contract.WORD_IDS, contract.INPUT_MASK, contract.TYPE_IDS)}
 
     num_pipelines, pipeline_id = 1, 0
     if input_context:

@@ -26,6 +26,8 @@ from typing import Any
 import tensorflow as tf
 from official.nlp.modeling.networks import bert_encoder
 
+from trainer import contract
+
 PAPER_KEEP_RATIO = 0.5  # 256 of 512 tokens
 KEEP_SCHEDULES = ("constant", "anneal")
 
@@ -304,15 +306,15 @@ class TokenDropBertEncoder(bert_encoder.BertEncoderV2):
     if not isinstance(inputs, dict):
       raise ValueError("TokenDropBertEncoder takes a dict with input_word_ids, input_mask, "
                        f"input_type_ids and optionally token_importance, got {type(inputs)}")
-    word_ids = inputs["input_word_ids"]
-    input_mask = inputs["input_mask"]
+    word_ids = inputs[contract.WORD_IDS]
+    input_mask = inputs[contract.INPUT_MASK]
     importance = inputs.get("token_importance")
 
     word_embeddings = inputs.get("input_word_embeddings")
     if word_embeddings is None:
       word_embeddings = self._embedding_layer(word_ids)
     embeddings = (word_embeddings + self._position_embedding_layer(word_embeddings)
-                  + self._type_embedding_layer(inputs["input_type_ids"]))
+                  + self._type_embedding_layer(inputs[contract.TYPE_IDS]))
     embeddings = self._embedding_dropout(self._embedding_norm_layer(embeddings))
     if self._embedding_projection is not None:
       embeddings = self._embedding_projection(embeddings)

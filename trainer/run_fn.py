@@ -27,38 +27,27 @@ import os
 
 import tensorflow as tf
 from absl import logging
-from official.core import exp_factory
-from official.modeling import hyperparams
 
-from trainer import export_cli, train
-
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-VOCAB_NAME = "vocab.txt"
-
-
-def config_path(name: str) -> str:
-  """A config file: a path as given, or a bare name from the project's configs/ folder."""
-  if os.path.dirname(name) or "://" in name:
-    return name
-  return os.path.join(CONFIG_DIR, name)
+from trainer import configs, contract, export, train_lib
 
 
 def experiment_params(fn_args, custom_config: dict):
-  """The experiment config that `tokendrop train` would build, filled in from fn_args."""
-  try:
-    params = exp_factory.get_exp_config(
-        custom_config.get("experiment", "token_drop_bert/pretraining"))
-    for name in custom_config.get("config_files", ()):
-      params = hyperparams.override_params_dict(params, config_path(name), is_strict=True)
+  """The experiment config that `tokendrop train` would build, filled in from fn_args.
+
+  Raises UserError naming the custom_config entry at fault.
+  """
+
+  def run_settings(params) -> dict:
     task = {
         "train_data": {"input_path": ",".join(fn_args.train_files)},
         "validation_data": {"input_path": ",".join(fn_args.eval_files)},
     }
     if fn_args.transform_output:
-      task["vocab_file"] = os.path.join(fn_args.transform_output, VOCAB_NAME)
+      task["vocab_file"] = os.path.join(fn_args.transform_output, contract.VOCAB_FILE)
     if fn_args.base_model:
-      task["init_checkpoint"] = os.path.join(fn_args.base_model, "tf2", "bert_model.ckpt")
-      table = os.path.join(fn_args.base_model, export_cli.IMPORTANCE_NAME)
+      task["init_checkpoint"] = os.path.join(fn_args.base_model, contract.TF2_DIR,
+                                             contract.CHECKPOINT_NAME)
+      table = os.path.join(fn_args.base_model, contract.TOKEN_IMPORTANCE_FILE)
       if tf.io.gfile.exists(table):
         task["init_token_importance"] = table
     trainer = {}
@@ -71,12 +60,11 @@ def experiment_params(fn_args, custom_config: dict):
             "learning_rate": {"polynomial": {"decay_steps": int(fn_args.train_steps)}}}
     if fn_args.eval_steps:
       trainer["validation_steps"] = int(fn_args.eval_steps)
-    params.override({"task": task, "trainer": trainer}, is_strict=True)
-    params = hyperparams.override_params_dict(params, custom_config.get("params_override", ""),
-                                              is_strict=True)
-    params.validate()
-  except (KeyError, ValueError, AttributeError, TypeError) as e:
-    raise train.ConfigError(f"bad Trainer custom_config ({type(e).__name__}): {e}") from e
+    return {"task": task, "trainer": trainer}
+
+  params = configs.build_experiment(custom_config.get("experiment", configs.PRETRAINING),
+                                    custom_config.get("config_files", ()),
+                                    custom_config.get("params_override", ""), run_settings)
   params.lock()
   return params
 
@@ -86,10 +74,11 @@ def run_fn(fn_args) -> None:
   custom_config = dict(fn_args.custom_config or {})
   params = experiment_params(fn_args, custom_config)
   if custom_config.get("cpu_devices", 0) > 1:
-    train.split_cpu(custom_config["cpu_devices"])
+    train_lib.split_cpu(custom_config["cpu_devices"])
   if fn_args.base_model:
     logging.info("warm start from %s", fn_args.base_model)
-  train.run_experiment(params, fn_args.model_run_dir, custom_config.get("mode", "train_and_eval"),
-                       custom_config.get("cpu_devices", 0))
-  export_cli.export_run(fn_args.model_run_dir, fn_args.serving_model_dir,
-                        do_lower_case=custom_config.get("lower_case", True))
+  train_lib.run_experiment(params, fn_args.model_run_dir,
+                           custom_config.get("mode", "train_and_eval"),
+                           custom_config.get("cpu_devices", 0))
+  export.export_run(fn_args.model_run_dir, fn_args.serving_model_dir,
+                    do_lower_case=custom_config.get("lower_case", True))

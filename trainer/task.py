@@ -24,14 +24,11 @@ from official.modeling import tf_utils
 from official.nlp.modeling import layers, models
 from official.nlp.tasks import masked_lm
 
-from trainer import configs, data, masking, vocab
+from trainer import configs, contract, data, masking, vocab
 from trainer.encoder import KeepAnneal, TokenDropBertEncoder
 from trainer.token_importance import TokenImportance
 
-AS_TRAINED_SUFFIX = "_as_trained"
-# The latest evaluation's metrics (both sets) and step, written in the model_dir by
-# trainer.train; `tokendrop export` copies it beside the export, for the model card.
-EVAL_METRICS_NAME = "eval_metrics.json"
+AS_TRAINED_SUFFIX = contract.AS_TRAINED_SUFFIX
 
 
 def build_token_drop_encoder(encoder_cfg: configs.TokenDropBertEncoderConfig,
@@ -88,7 +85,7 @@ class TokenDropBertPretrainer(models.BertPretrainerV2):
     if drop_tokens is None:
       drop_tokens = training
     if drop_tokens and self.drops_tokens:
-      word_ids = inputs["input_word_ids"]
+      word_ids = inputs[contract.WORD_IDS]
       if self._token_selection == "importance":
         importance = self.token_importance.lookup(word_ids)
       elif training:
@@ -230,7 +227,7 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
     as_trained["lm_example_loss"].update_state(
         self._mlm_loss(inputs, dropped_outputs, prediction_losses))
     as_trained["masked_lm_accuracy"].update_state(
-        inputs["masked_lm_ids"], dropped_outputs["mlm_logits"], inputs["masked_lm_weights"])
+        inputs[contract.MASKED_IDS], dropped_outputs["mlm_logits"], inputs[contract.MASKED_WEIGHTS])
     return {self.loss: loss}
 
   def build_losses(self, labels, model_outputs, metrics, aux_losses=None) -> tf.Tensor:
@@ -239,14 +236,14 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
   def _prediction_losses(self, labels, model_outputs) -> tf.Tensor:
     """Each masked prediction's cross-entropy, [batch, max_predictions_per_seq]."""
     return tf_keras.losses.sparse_categorical_crossentropy(
-        labels["masked_lm_ids"], tf.cast(model_outputs["mlm_logits"], tf.float32),
+        labels[contract.MASKED_IDS], tf.cast(model_outputs["mlm_logits"], tf.float32),
         from_logits=True)
 
   def _mlm_loss(self, labels, model_outputs, prediction_losses=None) -> tf.Tensor:
     """The mean loss over the real (weight > 0) predictions."""
     if prediction_losses is None:
       prediction_losses = self._prediction_losses(labels, model_outputs)
-    weights = labels["masked_lm_weights"]
+    weights = labels[contract.MASKED_WEIGHTS]
     return tf.math.divide_no_nan(tf.reduce_sum(prediction_losses * weights),
                                  tf.reduce_sum(weights))
 
@@ -260,9 +257,10 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
       if "lm_example_loss" in metrics:
         metrics["lm_example_loss"].update_state(mlm_loss)
       total_loss = mlm_loss
-      if "next_sentence_labels" in labels:
+      if contract.NEXT_SENTENCE_LABELS in labels:
         sentence_loss = tf.reduce_mean(tf_keras.losses.sparse_categorical_crossentropy(
-            labels["next_sentence_labels"], tf.cast(model_outputs["next_sentence"], tf.float32),
+            labels[contract.NEXT_SENTENCE_LABELS],
+            tf.cast(model_outputs["next_sentence"], tf.float32),
             from_logits=True))
         if "next_sentence_loss" in metrics:
           metrics["next_sentence_loss"].update_state(sentence_loss)
@@ -295,8 +293,8 @@ class TokenDropMaskedLMTask(masked_lm.MaskedLMTask):
       grads = optimizer.get_unscaled_gradients(grads)
     optimizer.apply_gradients(list(zip(grads, tvars, strict=True)))
 
-    model.token_importance.update(inputs["masked_lm_ids"], prediction_losses,
-                                  inputs["masked_lm_weights"])
+    model.token_importance.update(inputs[contract.MASKED_IDS], prediction_losses,
+                                  inputs[contract.MASKED_WEIGHTS])
     self.process_metrics(metrics, inputs, outputs)
     by_name = {m.name: m for m in metrics}
     for stat, value in model.token_importance.statistics().items():

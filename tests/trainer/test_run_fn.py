@@ -5,7 +5,8 @@ import types
 import numpy as np
 import pytest
 
-from trainer import export_cli, run_fn, train
+from trainer import export_cli, run_fn
+from trainer.errors import UserError
 
 CONFIGS = ["wiki_books_pretrain_sequence_pack.yaml", "bert_en_uncased_base_token_drop.yaml",
            "tiny_token_drop.yaml"]
@@ -48,5 +49,5 @@ def test_overrides_apply_last_and_mistakes_are_config_errors(tmp_path):
                 "polynomial": {"decay_steps": 1000}}}}}}
   params = run_fn.experiment_params(_fn_args(tmp_path), custom)
   assert params.trainer.optimizer_config.learning_rate.polynomial.decay_steps == 1000
-  with pytest.raises(train.ConfigError, match="bad Trainer custom_config"):
+  with pytest.raises(UserError, match="params_override does not fit"):
     run_fn.experiment_params(_fn_args(tmp_path), {"params_override": {"task": {"nope": 1}}})

@@ -154,8 +154,10 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, pack
       "trainer.optimizer_config.learning_rate.polynomial.initial_learning_rate=1e30",
       "trainer.optimizer_config.warmup.polynomial.warmup_steps=0", mode="train"))
   assert diverging.returncode == 1
-  assert "tokendrop train: training loss is nan" in diverging.stderr
-  assert "The last good checkpoint in --model_dir is kept" in diverging.stderr
+  # Model Garden's recovery (trainer.recovery_max_trials: 0) stops the run.
+  assert "tokendrop train: The loss value is" in diverging.stderr
+  assert f"The last good checkpoint in {model_dir} is kept" in diverging.stderr
+  assert "Traceback" not in diverging.stderr
   assert _checkpoint_steps(model_dir) == [10]
   np.testing.assert_array_equal(_importance_table(model_dir / "ckpt-10"), good_table)
 
@@ -244,16 +246,33 @@ def test_multi_worker_mirrored_with_two_local_workers(tmp_path, packed_data):
   assert _checkpoint_steps(model_dir) == [10]  # the chief writes; the other worker's copy is temp
 
 
-@pytest.mark.parametrize("override,message", [
-    ("task.model.encoder.any.token_keep_kk=3", "bad experiment config"),
-    ("task.model.encoder.any.token_drop_layer=3", "invalid experiment config"),
-    ("task.train_data.input_path=/nonexistent/*.gz", "matches no files"),
+def _replace_flag(command, flag, value=None):
+  """The command with --flag=... replaced by --flag=value (or removed when value is None)."""
+  kept = [arg for arg in command if not arg.startswith(f"--{flag}=")]
+  return kept if value is None else [*kept, f"--{flag}={value}"]
+
+
+@pytest.mark.parametrize("overrides,flags,message", [
+    (("task.model.encoder.any.token_keep_kk=3",), {}, "params_override does not fit"),
+    (("task.model.encoder.any.token_drop_layer=3",), {},
+     "invalid experiment config: token_drop_layer"),
+    (("task.train_data.input_path=/nonexistent/*.gz",), {}, "matches no files"),
+    ((), {"config_file": "configs/missing.yaml"},
+     "config file 'configs/missing.yaml' does not exist"),
+    ((), {"experiment": "nope"}, "unknown experiment 'nope'"),
+    ((), {"mode": None}, "--mode is required"),
 ])
-def test_config_mistakes_are_one_clear_line(tmp_path, packed_data, override, message):
-  result = _run(_command(tmp_path / "model", packed_data, override, mode="train"))
-  assert result.returncode == 1
+def test_config_mistakes_are_one_clear_line(tmp_path, packed_data, overrides, flags, message):
+  command = _command(tmp_path / "model", packed_data, *overrides, mode="train")
+  for flag, value in flags.items():
+    command = [arg for arg in command if flag == "config_file" or
+               not arg.startswith(f"--{flag}=")]
+    command += [] if value is None else [f"--{flag}={value}"]
+  result = _run(command)
+  assert result.returncode == 2, result.stderr[-3000:]
   last_line = result.stderr.strip().splitlines()[-1]
-  assert last_line.startswith("tokendrop train: ") and message in last_line
+  assert last_line.startswith("tokendrop train: ") and message in last_line, last_line
+  assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,141 @@
+"""Running an experiment: the strategy, Model Garden's trainer with our additions, the loop.
+
+`tokendrop train` (trainer/train.py) and the TFX Trainer's run_fn (trainer/run_fn.py) both
+call `run_experiment`.
+"""
+
+import json
+import math
+import os
+import time
+
+import tensorflow as tf
+from absl import logging
+from official.common import distribute_utils
+from official.core import base_trainer, task_factory, train_lib, train_utils
+from official.modeling import performance
+
+from trainer import configs, contract  # noqa: F401  (configs registers the experiments)
+from trainer import task as _task  # noqa: F401  (registers the task)
+from trainer.errors import UserError, first_line
+
+MODES = ("train", "eval", "train_and_eval", "continuous_eval")
+# Model Garden's RecoveryCondition starts the message it raises with this.
+_DIVERGED = "The loss value is"
+
+
+class TrainingDivergedError(RuntimeError):
+  """The loss left trainer.loss_upper_bound (or became NaN) more often than recovery allows."""
+
+
+class TokenDropTrainer(base_trainer.Trainer):
+  """Model Garden's trainer, plus the kept-count schedule, eval_metrics.json and an ETA."""
+
+  def __init__(self, config, task, *args, **kwargs):
+    super().__init__(config, task, *args, **kwargs)
+    # Before any step is traced: an annealed kept count follows the run's length and step.
+    task.configure_keep_anneal(config.trainer.train_steps, self.global_step)
+    self._last_progress = None
+    self.eval_metrics_path = None
+
+  def eval_end(self, *args, **kwargs):
+    logs = super().eval_end(*args, **kwargs)
+    if self.eval_metrics_path and self.strategy.extended.should_checkpoint:
+      record = {"step": int(self.global_step.numpy()),
+                **{name: float(value) for name, value in logs.items()
+                   if tf.convert_to_tensor(value).shape.rank == 0}}
+      staged = self.eval_metrics_path + ".tmp"
+      with tf.io.gfile.GFile(staged, "w") as f:
+        json.dump(record, f, indent=1, sort_keys=True)
+      tf.io.gfile.rename(staged, self.eval_metrics_path, overwrite=True)
+    return logs
+
+  def train_loop_end(self):
+    logs = super().train_loop_end()
+    step = int(self.global_step.numpy())
+    now = time.monotonic()
+    if self._last_progress is not None:
+      last_step, last_time = self._last_progress
+      steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
+      remaining = max(self.config.trainer.train_steps - step, 0)
+      eta = remaining / steps_per_sec if steps_per_sec > 0 else float("inf")
+      logging.info("progress: step %d/%d, %.2f steps/s, loss %.4f, ETA %s", step,
+                   self.config.trainer.train_steps, steps_per_sec,
+                   float(logs[self.train_loss.name]), format_seconds(eta))
+    self._last_progress = (step, now)
+    return logs
+
+
+def format_seconds(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "unknown"
+  minutes, secs = divmod(int(seconds), 60)
+  hours, minutes = divmod(minutes, 60)
+  return f"{hours:d}:{minutes:02d}:{secs:02d}"
+
+
+def split_cpu(devices: int) -> None:
+  """Makes the host CPU `devices` logical devices; must run before TF initializes them."""
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  tf.config.set_logical_device_configuration(
+      cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+
+
+def _strategy(params, cpu_devices: int) -> tf.distribute.Strategy:
+  runtime = params.runtime
+  if runtime.distribution_strategy == "mirrored" and runtime.num_gpus == 0 and cpu_devices > 1:
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
+  return distribute_utils.get_distribution_strategy(
+      distribution_strategy=runtime.distribution_strategy,
+      all_reduce_alg=runtime.all_reduce_alg,
+      num_gpus=runtime.num_gpus,
+      tpu_address=runtime.tpu,
+      **runtime.model_parallelism())
+
+
+def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> None:
+  """Trains and/or evaluates `params` in model_dir.
+
+  Raises UserError for a bad mode or model config, and TrainingDivergedError when Model
+  Garden's recovery (trainer.loss_upper_bound, trainer.recovery_max_trials) gives up; it
+  raises before the loop's checkpoint is saved, so the last checkpoint is the last good one.
+  """
+  if mode not in MODES:
+    raise UserError(f"--mode {mode!r} is not one of {list(MODES)}")
+  if not model_dir:
+    raise UserError("--model_dir is required: checkpoints and summaries go there")
+  if "train" in mode:
+    # Eval-only jobs do not write it, so a continuous_eval job never races the trainer.
+    train_utils.serialize_config(params, model_dir)
+  if params.runtime.enable_xla:
+    # As Model Garden's keras_utils.set_session_config: XLA auto-clustering of the step's graph.
+    # It applies on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit; TPU steps are
+    # always compiled by XLA.
+    tf.config.optimizer.set_jit("autoclustering")
+  if params.runtime.mixed_precision_dtype:
+    performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+  strategy = _strategy(params, cpu_devices)
+  logging.info("%s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
+  with strategy.scope():
+    experiment_task = task_factory.get_task(params.task, logging_dir=model_dir)
+    try:
+      trainer = train_utils.create_trainer(
+          params, experiment_task, train="train" in mode,
+          evaluate=("eval" in mode) or mode == "continuous_eval",
+          checkpoint_exporter=train_utils.maybe_create_best_ckpt_exporter(params, model_dir),
+          trainer_cls=TokenDropTrainer)
+    except (ValueError, FileNotFoundError) as e:
+      # Model-building errors a user causes (schedule, vocab, ids) name their config key.
+      raise UserError(f"invalid experiment config: {first_line(e)}") from e
+  trainer.eval_metrics_path = os.path.join(model_dir, contract.EVAL_METRICS_FILE)
+  try:
+    train_lib.run_experiment(distribution_strategy=strategy, task=experiment_task, mode=mode,
+                             params=params, model_dir=model_dir, trainer=trainer)
+  except RuntimeError as e:
+    if not str(e).startswith(_DIVERGED):
+      raise
+    raise TrainingDivergedError(
+        f"{first_line(e)}; stopped without saving. The last good checkpoint in {model_dir} is "
+        "kept. Lower trainer.optimizer_config.learning_rate, check the input data, use "
+        "runtime.mixed_precision_dtype=float32, or set trainer.recovery_max_trials to roll back "
+        "to the last checkpoint and retry.") from e
