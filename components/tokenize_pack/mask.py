@@ -1,15 +1,16 @@
-"""MaskTokens: static masking with trainer.masking, deterministic per example.
+"""MaskTokens: static masking with trainer.masking, a whole chunk in one call.
 
-trainer.masking.mask_example is the single source of truth for which
-positions are candidates, how many are masked and the 80/10/10 replacement.
-It runs here inside one tf.function per chunk (tf.map_fn over the chunk's
-examples). Its `index` argument is the example's content hash plus the dupe
-number, so a mask depends on what the example holds, never on which worker
-made it or in what order.
+trainer.masking.mask_batch is the single source of truth for which positions
+are candidates, how many are masked and the 80/10/10 replacement, for static
+and dynamic masking alike. It runs here on all of a chunk's examples at once,
+in batched ops (one tf.function call per chunk and dupe copy), keyed by
+`chunk_seed`: the run's seed and a hash of (split, chunk key, dupe number). A
+chunk's examples depend only on the input, so its masks are the same whichever
+worker made it and in whatever order.
 
 Whole-word masking lives here because trainer.masking has none: it picks
 whole words (a token and the `##` pieces that follow it) at random up to the
-prediction budget, then lets mask_example mask exactly those positions
+prediction budget, then lets mask_batch mask exactly those positions
 (mask_rate 1 over them), so the 80/10/10 rule is still trainer.masking's.
 """
 
@@ -20,87 +21,89 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from components.tokenize_pack.pack import INPUT_MASK, TYPE_IDS, WORD_IDS, PackedChunk
-from components.tokenize_pack.stats import STATS_TAG, Tally
-from trainer import masking
+from components.common.counts import STATS_TAG, Tally
+from components.tokenize_pack.pack import PackedChunk
+from components.tokenize_pack.stats import COUNTERS
+from trainer import contract, masking
 from trainer import vocab as vocab_lib
+from trainer.contract import INPUT_MASK, MASKED_WEIGHTS, TYPE_IDS, WORD_IDS
 
-MASKED_FEATURES = {WORD_IDS: tf.int32, INPUT_MASK: tf.int32, TYPE_IDS: tf.int32,
-                   "masked_lm_positions": tf.int32, "masked_lm_ids": tf.int32,
-                   "masked_lm_weights": tf.float32}
-# Keeps the word-choice random stream apart from mask_example's own.
+MASKED_FEATURES = (*contract.ENCODER_INPUTS, *contract.MASKED_LM_FEATURES)
+# Keeps the word-choice random stream apart from mask_batch's own.
 _WHOLE_WORD_SEED_SALT = 0x77776D
 
 
-def example_indices(word_ids: np.ndarray, dupe: int) -> np.ndarray:
-  """One non-negative int64 per row from its ids and the dupe number: mask_example's `index`."""
-  suffix = dupe.to_bytes(4, "little")
-  return np.array([int.from_bytes(hashlib.blake2b(row.tobytes() + suffix, digest_size=8).digest(),
-                                  "little") >> 1 for row in word_ids.astype(np.int32)], np.int64)
+def chunk_seed(seed: int, split: str, chunk_key: str, dupe: int) -> np.ndarray:
+  """mask_batch's key for one dupe copy of a chunk: int64 [2], from the chunk's identity only."""
+  digest = hashlib.blake2b(f"{split}/{chunk_key}/{dupe}".encode(), digest_size=8).digest()
+  return np.array([seed, int.from_bytes(digest, "little") >> 1], np.int64)
 
 
-def whole_word_mask_example(features: dict[str, tf.Tensor], index: tf.Tensor,
-                            spec: masking.MaskingSpec, seed: int,
-                            is_continuation: tf.Tensor) -> dict[str, tf.Tensor]:
-  """mask_example over whole words: all pieces of a chosen word are masked together.
+def whole_word_mask_batch(features: dict[str, tf.Tensor], seed: tf.Tensor,
+                          spec: masking.MaskingSpec,
+                          is_continuation: tf.Tensor) -> dict[str, tf.Tensor]:
+  """mask_batch over whole words: all pieces of a chosen word are masked together.
 
-  Words are taken in random order while their pieces fit the budget
-  (mask_rate of the candidates, at most max_predictions_per_seq); the first
-  word that does not fit ends the choice.
+  In each row, words are taken in random order while their pieces fit the
+  budget (mask_rate of the candidates, at most max_predictions_per_seq); the
+  first word that does not fit ends the choice.
   """
   word_ids = tf.cast(features[WORD_IDS], tf.int32)
   input_mask = tf.cast(features[INPUT_MASK], tf.int32)
-  length = tf.shape(word_ids)[0]
-  never = tf.reduce_any(word_ids[:, None] == tf.constant(spec.never_mask_ids, tf.int32), axis=1)
+  num_rows, length = tf.shape(word_ids)[0], tf.shape(word_ids)[1]
+  never = tf.reduce_any(word_ids[..., None] == tf.constant(spec.never_mask_ids, tf.int32),
+                        axis=-1)
   candidate = tf.logical_and(tf.logical_not(never), input_mask > 0)
-  follows_candidate = tf.concat([[False], candidate[:-1]], axis=0)
+  follows_candidate = tf.concat([tf.zeros([num_rows, 1], tf.bool), candidate[:, :-1]], axis=1)
   continues = tf.logical_and(tf.gather(is_continuation, word_ids), follows_candidate)
   starts = tf.logical_and(candidate, tf.logical_not(continues))
-  word = tf.where(candidate, tf.cumsum(tf.cast(starts, tf.int32)) - 1, length)
-  num_words = tf.reduce_sum(tf.cast(starts, tf.int32))
-  word_lengths = tf.math.unsorted_segment_sum(tf.ones_like(word), word, length + 1)[:length]
+  # Each position's word number in its row; `length` (no word) for non-candidates.
+  word = tf.where(candidate, tf.cumsum(tf.cast(starts, tf.int32), axis=1) - 1, length)
+  num_words = tf.reduce_sum(tf.cast(starts, tf.int32), axis=1)
+  row_offsets = tf.range(num_rows)[:, None] * (length + 1)
+  word_lengths = tf.reshape(
+      tf.math.unsorted_segment_sum(tf.ones_like(word), word + row_offsets,
+                                   num_rows * (length + 1)),
+      [num_rows, length + 1])[:, :length]
 
-  num_candidates = tf.reduce_sum(tf.cast(candidate, tf.int32))
+  num_candidates = tf.reduce_sum(tf.cast(candidate, tf.int32), axis=1)
   budget = tf.minimum(
       spec.max_predictions_per_seq,
       tf.maximum(tf.cast(tf.round(spec.mask_rate * tf.cast(num_candidates, tf.float32)), tf.int32),
                  tf.minimum(num_candidates, 1)))
-  scores = tf.random.stateless_uniform(
-      [length], tf.stack([tf.constant(seed ^ _WHOLE_WORD_SEED_SALT, tf.int64),
-                          tf.cast(index, tf.int64)]))
-  is_word = tf.range(length) < num_words
-  order = tf.argsort(tf.where(is_word, scores, 2.0), stable=True)
-  fits = tf.logical_and(tf.cumsum(tf.gather(word_lengths, order)) <= budget,
-                        tf.gather(is_word, order))
-  chosen_word = tf.scatter_nd(order[:, None], fits, [length])
-  chosen = tf.logical_and(candidate, tf.gather(chosen_word, tf.minimum(word, length - 1)))
+  word_seed = tf.stack([tf.bitwise.bitwise_xor(seed[0], _WHOLE_WORD_SEED_SALT), seed[1]])
+  scores = tf.random.stateless_uniform([num_rows, length], word_seed)
+  is_word = tf.range(length)[None, :] < num_words[:, None]
+  order = tf.argsort(tf.where(is_word, scores, 2.0), axis=1, stable=True)
+  fits = tf.logical_and(
+      tf.cumsum(tf.gather(word_lengths, order, batch_dims=1), axis=1) <= budget[:, None],
+      tf.gather(is_word, order, batch_dims=1))
+  # `order` is a permutation of each row: its inverse puts each word's verdict back in place.
+  chosen_word = tf.gather(fits, tf.argsort(order, axis=1), batch_dims=1)
+  chosen = tf.logical_and(
+      candidate, tf.gather(chosen_word, tf.minimum(word, length - 1), batch_dims=1))
 
-  masked = masking.mask_example(dict(features, input_mask=tf.cast(chosen, tf.int32)), index,
-                                dataclasses.replace(spec, mask_rate=1.0), seed)
+  masked = masking.mask_batch(dict(features, input_mask=tf.cast(chosen, tf.int32)), seed,
+                              dataclasses.replace(spec, mask_rate=1.0))
   return dict(masked, input_mask=input_mask)
 
 
-def make_batch_masker(spec: masking.MaskingSpec, seed: int, seq_length: int,
+def make_chunk_masker(spec: masking.MaskingSpec, seq_length: int,
                       is_continuation: np.ndarray | None = None):
-  """A tf.function: (word_ids, input_mask, type_ids [n, seq], index [n]) -> masked features."""
+  """A tf.function: (word_ids, input_mask, type_ids [n, seq], seed [2]) -> masked features."""
   row = tf.TensorSpec([None, seq_length], tf.int32)
   continuation = None if is_continuation is None else tf.constant(is_continuation, tf.bool)
 
-  def mask_one(args):
-    word_ids, input_mask, type_ids, index = args
-    features = {WORD_IDS: word_ids, INPUT_MASK: input_mask, TYPE_IDS: type_ids}
-    if continuation is None:
-      return masking.mask_example(features, index, spec, seed)
-    return whole_word_mask_example(features, index, spec, seed, continuation)
-
   # No autograph: the code has no tensor-dependent Python control flow, and
   # converting it costs seconds per worker.
-  @tf.function(input_signature=[row, row, row, tf.TensorSpec([None], tf.int64)], autograph=False)
-  def mask_batch(word_ids, input_mask, type_ids, index):
-    return tf.map_fn(mask_one, (word_ids, input_mask, type_ids, index),
-                     fn_output_signature=MASKED_FEATURES, parallel_iterations=32)
+  @tf.function(input_signature=[row, row, row, tf.TensorSpec([2], tf.int64)], autograph=False)
+  def mask_chunk(word_ids, input_mask, type_ids, seed):
+    features = {WORD_IDS: word_ids, INPUT_MASK: input_mask, TYPE_IDS: type_ids}
+    if continuation is None:
+      return masking.mask_batch(features, seed, spec)
+    return whole_word_mask_batch(features, seed, spec, continuation)
 
-  return mask_batch
+  return mask_chunk
 
 
 class _MaskChunk(beam.DoFn):
@@ -121,19 +124,19 @@ class _MaskChunk(beam.DoFn):
     if self._whole_word_masking:
       is_continuation = np.array([t.startswith("##") for t in vocab_lib.load_vocab(
           self._vocab_file)])
-    self._mask_batch = make_batch_masker(spec, self._seed, self._seq_length, is_continuation)
+    self._mask_chunk = make_chunk_masker(spec, self._seq_length, is_continuation)
 
   def process(self, chunk: PackedChunk):
-    tally = Tally()
+    tally = Tally(COUNTERS)
     copies = []
     for dupe in range(self._dupe_factor):
-      masked = self._mask_batch(chunk.features[WORD_IDS], chunk.features[INPUT_MASK],
+      masked = self._mask_chunk(chunk.features[WORD_IDS], chunk.features[INPUT_MASK],
                                 chunk.features[TYPE_IDS],
-                                example_indices(chunk.features[WORD_IDS], dupe))
+                                chunk_seed(self._seed, chunk.split, chunk.key, dupe))
       copy = dict(chunk.features)
-      copy.update({name: tensor.numpy() for name, tensor in masked.items()})
+      copy.update({name: masked[name].numpy() for name in MASKED_FEATURES})
       copies.append(copy)
-      tally.add("masked_positions", int(copy["masked_lm_weights"].sum()))
+      tally.add("masked_positions", int(copy[MASKED_WEIGHTS].sum()))
     yield PackedChunk(chunk.key, chunk.split,
                       {name: np.concatenate([c[name] for c in copies]) for name in copies[0]})
     yield from tally.flush()

@@ -20,13 +20,12 @@ import dataclasses
 import apache_beam as beam
 import numpy as np
 
-from components.tokenize_pack.stats import STATS_TAG, Tally
+from components.common.counts import STATS_TAG, Tally
+from components.tokenize_pack.stats import COUNTERS
 from components.tokenize_pack.tokenize import TokenizedChunk
 from trainer import contract
 from trainer import vocab as vocab_lib
-
-WORD_IDS, INPUT_MASK, TYPE_IDS = "input_word_ids", "input_mask", "input_type_ids"
-NEXT_SENTENCE_LABELS = "next_sentence_labels"
+from trainer.contract import INPUT_MASK, NEXT_SENTENCE_LABELS, TYPE_IDS, WORD_IDS
 
 
 @dataclasses.dataclass
@@ -154,9 +153,9 @@ class _SplitChunk(beam.DoFn):
     self._validation_fraction = validation_fraction
 
   def process(self, chunk: TokenizedChunk):
-    tally = Tally()
+    tally = Tally(COUNTERS)
     is_validation = validation_draw(chunk.doc_hashes) < self._validation_fraction
-    for split, members in (("train", ~is_validation), ("validation", is_validation)):
+    for split, members in zip(contract.SPLITS, (~is_validation, is_validation), strict=True):
       documents = np.flatnonzero(members)
       tally.add(f"documents_{split}", len(documents))
       if len(documents):
@@ -191,7 +190,7 @@ class _PackChunk(beam.DoFn):
 
   def process(self, element: tuple[str, TokenizedChunk]):
     split, chunk = element
-    tally = Tally()
+    tally = Tally(COUNTERS)
     chunk = chunk.select(np.lexsort([np.arange(chunk.num_documents), chunk.doc_hashes]))
     documents = range(chunk.num_documents)
     if self._packing == "sentence_pairs":

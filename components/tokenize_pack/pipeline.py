@@ -18,32 +18,30 @@ import json
 
 import apache_beam as beam
 import tensorflow as tf
+import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.tokenize_pack import config as config_lib
-from components.tokenize_pack import stats as stats_lib
-from components.tokenize_pack.config import PrepareDataConfig
-from components.tokenize_pack.learn_vocab import LearnVocab
-from components.tokenize_pack.mask import MaskTokens
-from components.tokenize_pack.pack import PackSequences, SplitTrainEval
-from components.tokenize_pack.read import (
+from components.common.beam_utils import join, pipeline_options
+from components.common.corpus import (
   PACKAGED_PREFIX,
   ReadDocuments,
   export_packaged_corpus,
   list_input_files,
 )
-from components.tokenize_pack.tokenize import TEXT_FEATURE, TokenizeDocuments, make_preprocessing_fn
+from components.common.counts import SumCounts
+from components.tokenize_pack import stats as stats_lib
+from components.tokenize_pack.config import PrepareDataConfig
+from components.tokenize_pack.learn_vocab import LearnVocab
+from components.tokenize_pack.mask import MaskTokens
+from components.tokenize_pack.pack import PackSequences, SplitTrainEval
+from components.tokenize_pack.tokenize import TokenizeDocuments, make_preprocessing_fn
 from components.tokenize_pack.write import WriteExamples
 from trainer import contract
 from trainer import vocab as vocab_lib
-
-# What a run writes under OUT, besides the split directories; --overwrite removes these, the
-# split directories (and nothing else) first.
-OUTPUTS = ("transform_fn", "transformed_metadata", "stats.json", "vocab.txt", ".staging")
 
 
 class NoUsableTextError(ValueError):
@@ -57,26 +55,20 @@ class PrepareDataResult:
   example_files: list[str]
 
 
-def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
-  """Beam options; DirectRunner in one process unless the arguments say otherwise."""
-  args = list(pipeline_args)
-  runners = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")]
-  if "--runner" in args:
-    runners.append(args[args.index("--runner") + 1])
-  if not runners:
-    args.append("--runner=DirectRunner")
-  # The mode applies to the FnApiRunner that DirectRunner uses. Beam 2.77's DirectRunner first
-  # tries Prism whatever the mode (its binary is downloaded on first use; offline, that fails
-  # and DirectRunner falls back to the FnApiRunner, as on this project's CI machine).
-  direct = not runners or runners[-1] in ("DirectRunner", "direct")
-  if direct and not any(a.startswith("--direct_running_mode") for a in args):
-    args.append("--direct_running_mode=in_memory")
-  return PipelineOptions(args)
+def outputs(config: PrepareDataConfig) -> list[str]:
+  """What a run writes; --overwrite removes these (and nothing else) first."""
+  out = config.output_dir
+  return [*config.split_dirs, join(out, tft.TFTransformOutput.TRANSFORM_FN_DIR),
+          join(out, tft.TFTransformOutput.TRANSFORMED_METADATA_DIR), stats_path(config),
+          config.output_vocab_file, config.staging_dir]
+
+
+def stats_path(config: PrepareDataConfig) -> str:
+  return join(config.output_dir, contract.DATA_STATS_FILE)
 
 
 def _clear_outputs(config: PrepareDataConfig, overwrite: bool) -> None:
-  outputs = [*config.split_dirs, *(config_lib.join(config.output_dir, name) for name in OUTPUTS)]
-  present = [path for path in outputs if FileSystems.exists(path)]
+  present = [path for path in outputs(config) if FileSystems.exists(path)]
   if present and not overwrite:
     raise FileExistsError(f"--output_dir {config.output_dir}: {present} already exist; pass "
                           "--overwrite to replace them, or choose another directory")
@@ -89,7 +81,7 @@ def resolve_input_files(config: PrepareDataConfig) -> list[str]:
   for pattern in config.input_patterns:
     if pattern.startswith(PACKAGED_PREFIX):
       pattern = export_packaged_corpus(pattern[len(PACKAGED_PREFIX):],
-                                       config_lib.join(config.staging_dir, "packaged"))
+                                       join(config.staging_dir, "packaged"))
     patterns.append(pattern)
   return list_input_files(tuple(patterns))
 
@@ -150,22 +142,22 @@ def build_pipeline(pipeline: beam.Pipeline, config: PrepareDataConfig, files: li
         config.dupe_factor, config.whole_word_masking, config.seed)
     all_stats.append(mask_stats)
   _, write_stats = packed | "WriteExamples" >> WriteExamples(
-      config.split_dir_by_name, config_lib.join(config.staging_dir, "examples"),
+      config.split_dir_by_name, join(config.staging_dir, "examples"),
       config.num_shards, config.seed)
   all_stats.append(write_stats)
 
   recorded = _recorded_config(config)
-  stats_path = config_lib.join(config.output_dir, "stats.json")
+  path = stats_path(config)
   _ = (all_stats
        | "FlattenStats" >> beam.Flatten()
-       | "SumStats" >> beam.CombineGlobally(stats_lib.SumCounts())
+       | "SumStats" >> beam.CombineGlobally(SumCounts(stats_lib.COUNTERS))
        | "WriteStats" >> beam.Map(
-           lambda counts: _write_text(stats_path, stats_lib.stats_json(counts, recorded))))
+           lambda counts: _write_text(path, stats_lib.stats_json(counts, recorded))))
 
   if config.write_transform_fn:
     tokens = vocab_lib.load_vocab(vocab_file)
     schema = schema_utils.schema_from_feature_spec(
-        {TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string)})
+        {contract.TEXT_FEATURE: tf.io.FixedLenFeature([], tf.string)})
     # The preprocessing_fn has no analyzers, so the graph needs no data to be built.
     no_data = pipeline | "NoRawData" >> beam.Create([], reshuffle=False)
     transform_fn = ((no_data, dataset_metadata.DatasetMetadata(schema))
@@ -208,19 +200,19 @@ def run(config: PrepareDataConfig, pipeline_args: list[str],
   write_vocab(config, given, files, options)
 
   pipeline = beam.Pipeline(options=options)
-  with tft_beam.Context(temp_dir=config_lib.join(config.staging_dir, "tft")):
+  with tft_beam.Context(temp_dir=join(config.staging_dir, "tft")):
     build_pipeline(pipeline, config, files)
     result = _run(pipeline)
   if FileSystems.exists(config.staging_dir):
     FileSystems.delete([config.staging_dir])
 
-  with FileSystems.open(config_lib.join(config.output_dir, "stats.json"),
+  with FileSystems.open(stats_path(config),
                         compression_type=CompressionTypes.UNCOMPRESSED) as f:
     stats = json.loads(f.read().decode("utf-8"))
   if not stats["examples"]["total"]:
     raise NoUsableTextError(describe_empty(stats, config))
   example_files = sorted(
-      config_lib.shard_path(split_dir, shard, config.num_shards)
+      join(split_dir, contract.shard_name(shard, config.num_shards))
       for split_dir in config.split_dirs for shard in range(config.num_shards))
   return PrepareDataResult(stats=stats, metric_counts=stats_lib.counts_from_metrics(result),
                            example_files=example_files)

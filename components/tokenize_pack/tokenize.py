@@ -1,7 +1,7 @@
 """TokenizeDocuments: WordPiece ids for whole chunks at once, and the same graph for TFT.
 
-`make_tokenizer` is the one place the tokenizer is built. The Beam DoFn calls
-it on a chunk's sentences in one batch; `make_preprocessing_fn` calls it inside
+The tokenizer is components.common's `make_tokenizer`. The Beam DoFn calls it
+on a chunk's sentences in one batch; `make_preprocessing_fn` calls it inside
 the TFT preprocessing_fn exported as the pipeline's transform_fn, so a model
 served from that artifact sees exactly the ids the training data holds.
 """
@@ -12,24 +12,16 @@ import hashlib
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
-import tensorflow_text as tf_text
 
-from components.tokenize_pack.read import DocumentChunk
-from components.tokenize_pack.stats import STATS_TAG, Tally
+from components.common.corpus import DocumentChunk
+from components.common.counts import STATS_TAG, Tally
+from components.common.tokenizer import make_tokenizer
+from components.tokenize_pack.stats import COUNTERS
 from trainer import contract
 from trainer import vocab as vocab_lib
+from trainer.contract import TEXT_FEATURE
 
-TEXT_FEATURE = "text"
 TOKEN_IDS_FEATURE = "token_ids"
-
-
-def make_tokenizer(vocab_tokens: list[str], lower_case: bool,
-                   token_out_type: tf.DType = tf.int32) -> tf_text.FastBertTokenizer:
-  """BERT's end-to-end tokenizer (split on whitespace and punctuation, then WordPiece)."""
-  special = contract.SpecialTokenIds.from_vocab(vocab_tokens)
-  return tf_text.FastBertTokenizer(vocab=vocab_tokens, token_out_type=token_out_type,
-                                   unknown_token=vocab_tokens[special.unk],
-                                   lower_case_nfd_strip_accents=lower_case)
 
 
 def make_preprocessing_fn(vocab_tokens: list[str], lower_case: bool):
@@ -103,7 +95,7 @@ class _TokenizeChunks(beam.DoFn):
         "tokenize_pack", "tokens_per_document")
 
   def process(self, chunk: DocumentChunk):
-    tally = Tally()
+    tally = Tally(COUNTERS)
     sentences = [line for document in chunk.documents for line in document]
     ragged = self._tokenize(tf.constant(sentences, tf.string))
     token_ids = ragged.flat_values.numpy()

@@ -1,106 +1,86 @@
 """WriteExamples: a fixed number of gzip TFRecord shards per split, byte-identical on any runner.
 
-Each chunk's examples are serialized, framed as TFRecords and gzipped by the
-worker that made them, into one staging file (gzip streams can be joined: a
-concatenation of gzip members is a valid gzip file). Chunks are dealt to
-shards by their key; each shard is then the concatenation of its chunks'
-files in key order. Only file names are shuffled, so a worker's memory is one
-chunk whatever the corpus size, and the bytes do not depend on which worker
-did what.
+Each chunk's examples are serialized (tf.io.encode_proto) and written as a gzip
+TFRecord file (tf.io.TFRecordWriter) by the worker that made them, into one
+staging file. Chunks are dealt to shards by their key; each shard is then the
+concatenation of its chunks' files in key order (a concatenation of gzip
+members is a valid gzip file, which TF's reader reads through). Only file names
+are shuffled, so a worker's memory is one chunk whatever the corpus size, and
+the bytes do not depend on which worker did what.
+
+Beam's WriteToTFRecord does not fit: with a fixed shard count it deals records
+to shards from a random start and groups every record by shard, so neither the
+bytes nor a worker's memory would be fixed.
 """
 
-import functools
 import hashlib
-import struct
-import zlib
+import posixpath
 
 import apache_beam as beam
 import numpy as np
+import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components.tokenize_pack import config as config_lib
+from components.common.beam_utils import join
+from components.common.counts import STATS_TAG, Tally
 from components.tokenize_pack.pack import PackedChunk
-from components.tokenize_pack.read import masked_crc32c
-from components.tokenize_pack.stats import STATS_TAG, Tally
+from components.tokenize_pack.stats import COUNTERS
+from trainer import contract
 
 _COPY_BYTES = 1 << 22
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _varint(value: int) -> bytes:
-  out = bytearray()
-  while value > 0x7F:
-    out.append((value & 0x7F) | 0x80)
-    value >>= 7
-  out.append(value)
-  return bytes(out)
+def _encode(message_type: str, fields: dict[str, tf.Tensor]) -> tf.Tensor:
+  """One serialized `message_type` per row; each field's values are [rows, count]."""
+  rows = tf.shape(next(iter(fields.values())))[0]
+  sizes = tf.stack([tf.fill([rows], tf.shape(values)[1]) for values in fields.values()], axis=1)
+  return tf.io.encode_proto(sizes, list(fields.values()), list(fields), message_type)
 
 
-def _packed_varints(rows: np.ndarray) -> list[bytes]:
-  """Protobuf's packed encoding of each row of non-negative integers, vectorized."""
-  if rows.size and rows.min() < 0:
-    raise ValueError("only non-negative integer features can be serialized")
-  width = rows.shape[1]
-  if rows.max(initial=0) < 0x80:  # masks, type ids, labels: one byte per value
-    flat = rows.astype(np.uint8).tobytes()
-    return [flat[i * width:(i + 1) * width] for i in range(len(rows))]
-  values = rows.astype(np.uint32 if rows.max() < 1 << 32 else np.uint64)
-  seven = values.dtype.type(7)
-  num_bytes = np.ones(values.shape, np.int64)
-  groups = [values & 0x7F]
-  rest = values >> seven
-  while rest.any():
-    num_bytes += rest > 0
-    groups.append(rest & 0x7F)
-    rest >>= seven
-  stacked = np.stack(groups, axis=-1).astype(np.uint8)
-  position = np.arange(len(groups))
-  stacked |= np.where(position < (num_bytes - 1)[..., None], 0x80, 0).astype(np.uint8)
-  flat = stacked[position < num_bytes[..., None]].tobytes()
-  ends = np.cumsum(num_bytes.sum(axis=1))
-  return [flat[start:end] for start, end in zip(np.concatenate([[0], ends[:-1]]), ends,
-                                                 strict=True)]
-
-
-def _field(number: int, payload: bytes) -> bytes:
-  """A length-delimited protobuf field."""
-  return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+@tf.function(autograph=False, reduce_retracing=True)
+def _serialize(features: dict[str, tf.Tensor]) -> tf.Tensor:
+  entries = []
+  for name in sorted(features):  # as deterministic serialization orders map keys
+    values = features[name]
+    if values.dtype.is_floating:
+      feature = {"float_list": _encode("tensorflow.FloatList", {"value": values})}
+    else:
+      feature = {"int64_list": _encode("tensorflow.Int64List", {"value": values})}
+    value = _encode("tensorflow.Feature", {kind: lists[:, None] for kind, lists in feature.items()})
+    key = tf.fill([tf.shape(values)[0], 1], name)
+    entries.append(_encode("tensorflow.Features.FeatureEntry",
+                           {"key": key, "value": value[:, None]}))
+  features_proto = _encode("tensorflow.Features", {"feature": tf.stack(entries, axis=1)})
+  return _encode("tensorflow.Example", {"features": features_proto[:, None]})
 
 
 def serialize_examples(features: dict[str, np.ndarray]) -> list[bytes]:
   """tf.train.Examples, byte-identical to SerializeToString(deterministic=True).
 
-  Float arrays become float_list, integer arrays int64_list; features are
-  written sorted by name, as deterministic serialization orders map keys.
-  Building protos in Python costs ~200 us per 512-token example; this ~10.
+  Float arrays become float_list, integer arrays int64_list. TF's encode_proto
+  builds them for a whole chunk in C++; Python protos cost ~10x, and tfx_bsl's
+  example encoder orders a map's entries by hash, so its bytes are not fixed.
   """
-  encoded = {}
+  tensors = {}
   for name, values in features.items():
     values = values.reshape(len(values), -1)
     if np.issubdtype(values.dtype, np.floating):
-      # Feature.float_list (2) holding FloatList.value (1), packed little-endian floats.
-      encoded[name] = [_field(2, _field(1, row.astype("<f4").tobytes())) for row in values]
+      tensors[name] = tf.constant(values, tf.float32)
     else:
-      encoded[name] = [_field(3, _field(1, packed)) for packed in _packed_varints(values)]
-  keys = {name: _field(1, name.encode()) for name in encoded}
-  names = sorted(encoded)
-  return [
-      # Example.features (1) -> Features.feature (1): map entries {key (1), value (2)}.
-      _field(1, b"".join(_field(1, keys[name] + _field(2, encoded[name][i])) for name in names))
-      for i in range(len(encoded[names[0]]))
-  ]
+      if values.size and values.min() < 0:
+        raise ValueError(f"feature {name} holds negative ids; only non-negative integer "
+                         "features can be written")
+      tensors[name] = tf.constant(values, tf.int64)
+  return _serialize(tensors).numpy().tolist()
 
 
-def tfrecord_gzip(records: list[bytes]) -> bytes:
-  """A gzip member holding the records in TFRecord framing (as tf.io.TFRecordWriter writes)."""
-  framed = []
-  for record in records:
-    length = struct.pack("<Q", len(record))
-    framed += [length, masked_crc32c(length), record, masked_crc32c(record)]
-  # wbits 31: a gzip header with mtime 0, so equal records give equal bytes.
-  compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
-  return compressor.compress(b"".join(framed)) + compressor.flush()
+def write_tfrecord_gzip(path: str, records: list[bytes]) -> None:
+  """One gzip TFRecord file, as TF writes it (a gzip header with mtime 0: equal in, equal out)."""
+  tf.io.gfile.makedirs(posixpath.dirname(path))
+  with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(compression_type="GZIP")) as writer:
+    for record in records:
+      writer.write(record)
 
 
 def shard_of(chunk_key: str, num_shards: int) -> int:
@@ -116,15 +96,14 @@ class _StageChunk(beam.DoFn):
     self._seed = seed
 
   def process(self, chunk: PackedChunk):
-    tally = Tally()
+    tally = Tally(COUNTERS)
     # Dupe copies and neighbours leave the chunk interleaved, in an order fixed by its key.
     digest = hashlib.blake2b(f"{self._seed}/{chunk.split}/{chunk.key}".encode(), digest_size=8)
     order = np.random.default_rng(int.from_bytes(digest.digest(), "little")).permutation(
         chunk.num_examples)
     records = serialize_examples({name: values[order] for name, values in chunk.features.items()})
-    path = config_lib.join(self._staging_dir, chunk.split, f"{chunk.key}.tfrecord.gz")
-    with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-      f.write(tfrecord_gzip(records))
+    path = join(self._staging_dir, chunk.split, f"{chunk.key}{contract.SHARD_SUFFIX}")
+    write_tfrecord_gzip(path, records)
     tally.add(f"examples_{chunk.split}", len(records))
     yield (chunk.split, shard_of(chunk.key, self._num_shards)), (chunk.key, path)
     yield from tally.flush()
@@ -142,10 +121,12 @@ class _ConcatenateShard(beam.DoFn):
       return
     # Staged chunks always hold examples: TF's gzip reader stops at an empty member.
     staged = sorted(entry for entry in staged if entry is not None)
-    path = config_lib.shard_path(self._split_dirs[split], shard, self._num_shards)
+    path = join(self._split_dirs[split], contract.shard_name(shard, self._num_shards))
+    if not staged:
+      write_tfrecord_gzip(path, [])
+      yield path
+      return
     with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as out:
-      if not staged:
-        out.write(tfrecord_gzip([]))
       for _, staged_path in staged:
         with FileSystems.open(staged_path,
                               compression_type=CompressionTypes.UNCOMPRESSED) as source:

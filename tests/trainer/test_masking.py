@@ -100,6 +100,43 @@ def test_same_seed_and_index_repeat_other_index_differs():
   assert run(5, 1) != run(5, 2)
 
 
+def test_a_batch_is_masked_row_by_row_with_one_key():
+  special = vocab.special_token_ids(VOCAB)
+  spec = _spec()
+  rng = np.random.default_rng(0)
+  lengths = [64, 40, 3, 64, 20]
+  word_ids = np.full((5, 64), special.pad, np.int32)
+  for row, length in enumerate(lengths):
+    word_ids[row, :length] = [special.cls, *rng.integers(2000, 9000, length - 2), special.sep]
+  input_mask = (word_ids != special.pad).astype(np.int32)
+  batch = {"input_word_ids": word_ids, "input_mask": input_mask,
+           "input_type_ids": np.zeros_like(word_ids)}
+  out = {k: v.numpy() for k, v in masking.mask_batch(batch, tf.constant([4, 9], tf.int64),
+                                                     spec).items()}
+  for row, length in enumerate(lengths):
+    n = int(out["masked_lm_weights"][row].sum())
+    assert n == min(20, max(round(0.15 * (length - 2)), 1))
+    positions = out["masked_lm_positions"][row]
+    assert list(positions[:n]) == sorted(set(positions[:n])) and (positions[n:] == 0).all()
+    assert all(1 <= p <= length - 2 for p in positions[:n])
+    assert out["masked_lm_ids"][row][:n].tolist() == word_ids[row][positions[:n]].tolist()
+    untouched = np.setdiff1d(np.arange(64), positions[:n])
+    assert (out["input_word_ids"][row][untouched] == word_ids[row][untouched]).all()
+  assert out["masked_lm_positions"][0].tolist() != out["masked_lm_positions"][3].tolist()
+  again = masking.mask_batch(batch, tf.constant([4, 9], tf.int64), spec)
+  assert (again["input_word_ids"].numpy() == out["input_word_ids"]).all()
+
+
+def test_mask_example_is_mask_batch_on_one_row_keyed_by_seed_and_index():
+  special = vocab.special_token_ids(VOCAB)
+  ids = [special.cls, *range(2000, 2062), special.sep]
+  one = masking.mask_example(_example(ids), tf.constant(6, tf.int64), _spec(), 3)
+  batch = masking.mask_batch({k: v[None] for k, v in _example(ids).items()},
+                             tf.constant([3, 6], tf.int64), _spec())
+  for name in ("input_word_ids", "masked_lm_positions", "masked_lm_ids", "masked_lm_weights"):
+    assert one[name].numpy().tolist() == batch[name][0].numpy().tolist(), name
+
+
 def test_bad_rates_are_config_errors():
   with pytest.raises(ValueError, match="mask_rate must be in"):
     _spec(mask_rate=0.0)

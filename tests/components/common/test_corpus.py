@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import pathlib
 
 import apache_beam as beam
 import pytest
@@ -9,8 +10,28 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.tokenize_pack import read
-from tests.components.tokenize_pack.conftest import IN_MEMORY, check_read, counts
+from components.common import corpus
+from components.common.counts import SumCounts
+
+IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+
+
+def counts(**nonzero: int) -> dict[str, int]:
+  """Every reader counter, 0 unless given: tests compare whole dicts, so nothing moves unnoticed."""
+  unknown = set(nonzero) - set(corpus.COUNTERS)
+  assert not unknown, unknown
+  return {name: nonzero.get(name, 0) for name in corpus.COUNTERS}
+
+
+def check_read(files: list[pathlib.Path], expected_documents: list[tuple[str, ...]],
+               expected_counts: dict[str, int], **read_options) -> None:
+  """Runs ReadDocuments alone and asserts its documents (any order) and its exact counts."""
+  with beam.Pipeline(options=PipelineOptions(IN_MEMORY)) as p:
+    chunks, read_stats = p | corpus.ReadDocuments([str(f) for f in files], **read_options)
+    documents = chunks | beam.FlatMap(lambda chunk: chunk.documents)
+    summed = read_stats | beam.CombineGlobally(SumCounts(corpus.COUNTERS))
+    assert_that(documents, equal_to(expected_documents), label="CheckDocuments")
+    assert_that(summed, equal_to([expected_counts]), label="CheckCounts")
 
 
 def test_text_blank_line_documents_one_sentence_per_line(tmp_path):
@@ -152,10 +173,10 @@ def test_empty_and_blank_files_are_counted(tmp_path):
 
 
 def test_split_document_cuts_at_lines_then_spaces_then_hard():
-  assert read.split_document(("aaaa", "bbbb", "cc"), max_chars=9) == [("aaaa", "bbbb"), ("cc",)]
-  assert read.split_document(("one two three four",), max_chars=9) == [
+  assert corpus.split_document(("aaaa", "bbbb", "cc"), max_chars=9) == [("aaaa", "bbbb"), ("cc",)]
+  assert corpus.split_document(("one two three four",), max_chars=9) == [
       ("one two",), ("three",), ("four",)]
-  assert read.split_document(("x" * 25,), max_chars=10) == [("x" * 10,), ("x" * 10,), ("x" * 5,)]
+  assert corpus.split_document(("x" * 25,), max_chars=10) == [("x" * 10,), ("x" * 10,), ("x" * 5,)]
 
 
 def test_documents_longer_than_the_limit_are_split_not_dropped(tmp_path):
@@ -173,7 +194,7 @@ def test_chunks_follow_file_order_with_stable_keys(tmp_path):
   path = tmp_path / "docs.txt"
   path.write_text("\n\n".join(f"document {i}" for i in range(5)) + "\n")
   with beam.Pipeline(options=PipelineOptions(IN_MEMORY)) as p:
-    chunks, _ = p | read.ReadDocuments([str(tmp_path / "empty.txt"), str(path)], chunk_chars=20)
+    chunks, _ = p | corpus.ReadDocuments([str(tmp_path / "empty.txt"), str(path)], chunk_chars=20)
     keyed = chunks | beam.Map(lambda c: (c.key, [d[0] for d in c.documents]))
     assert_that(keyed, equal_to([("000001-000000", ["document 0", "document 1"]),
                                  ("000001-000001", ["document 2", "document 3"]),
@@ -182,14 +203,14 @@ def test_chunks_follow_file_order_with_stable_keys(tmp_path):
 
 def test_a_pattern_that_matches_nothing_names_itself(tmp_path):
   with pytest.raises(FileNotFoundError, match="nothing-here"):
-    read.list_input_files((str(tmp_path / "nothing-here*.txt"),))
+    corpus.list_input_files((str(tmp_path / "nothing-here*.txt"),))
 
 
 def test_packaged_imdb_is_exported_as_text_files(tmp_path):
-  pattern = read.export_packaged_corpus("imdb", str(tmp_path))
-  files = read.list_input_files((pattern,))
-  assert len(files) == read.PACKAGED_FILES
+  pattern = corpus.export_packaged_corpus("imdb", str(tmp_path))
+  files = corpus.list_input_files((pattern,))
+  assert len(files) == corpus.PACKAGED_FILES
   documents = [d for f in files for d in open(f, encoding="utf-8").read().split("\n\n")]
   assert len(documents) == 25_000 and all(d.strip() and "\n" not in d.strip() for d in documents)
   with pytest.raises(ValueError, match="packaged:imdb"):
-    read.export_packaged_corpus("wikipedia", str(tmp_path))
+    corpus.export_packaged_corpus("wikipedia", str(tmp_path))

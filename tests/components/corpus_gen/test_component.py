@@ -13,7 +13,7 @@ from tfx import v1 as tfx
 from tfx.types import Artifact, artifact_utils
 
 from components.corpus_gen.component import CORPUS_SPLIT, corpus_gen
-from components.tokenize_pack.tokenize import TEXT_FEATURE
+from trainer.contract import TEXT_FEATURE
 
 Examples = tfx.types.standard_artifacts.Examples
 PIPELINE_NAME = "corpus-gen-test"  # Vertex allows [a-z0-9-] only

@@ -1,17 +1,13 @@
-"""Shared helpers and pipeline runs: IMDB reviews from components.packaged_corpora."""
+"""Shared helpers and pipeline runs: IMDB reviews from components.common.packaged_corpora."""
 
 import itertools
 import pathlib
 
-import apache_beam as beam
 import pytest
-from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.util import assert_that, equal_to
 
-from components import packaged_corpora
+from components.common import packaged_corpora
 from components.tokenize_pack import config as config_lib
 from components.tokenize_pack import pipeline, stats
-from components.tokenize_pack.read import ReadDocuments
 from trainer import vocab
 
 VOCAB = str(vocab.bert_base_uncased_vocab_path())
@@ -35,17 +31,6 @@ def counts(**nonzero: int) -> dict[str, int]:
   unknown = set(nonzero) - set(stats.COUNTERS)
   assert not unknown, unknown
   return {name: nonzero.get(name, 0) for name in stats.COUNTERS}
-
-
-def check_read(files: list[pathlib.Path], expected_documents: list[tuple[str, ...]],
-               expected_counts: dict[str, int], **read_options) -> None:
-  """Runs ReadDocuments alone and asserts its documents (any order) and its exact counts."""
-  with beam.Pipeline(options=PipelineOptions(IN_MEMORY)) as p:
-    chunks, read_stats = p | ReadDocuments([str(f) for f in files], **read_options)
-    documents = chunks | beam.FlatMap(lambda chunk: chunk.documents)
-    summed = read_stats | beam.CombineGlobally(stats.SumCounts())
-    assert_that(documents, equal_to(expected_documents), label="CheckDocuments")
-    assert_that(summed, equal_to([expected_counts]), label="CheckCounts")
 
 
 def prepare(tmp_path: pathlib.Path, inputs: list[pathlib.Path], pipeline_args=IN_MEMORY,

@@ -17,10 +17,10 @@ from tfx import v1 as tfx
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import Artifact, artifact_utils, standard_artifacts
 
+from components.common.tokenizer import make_tokenizer
 from components.corpus_gen.component import CorpusGen, corpus_gen
 from components.tokenize_pack import component, pipeline
 from components.tokenize_pack.component import PretrainDataStatistics, TokenizePack
-from components.tokenize_pack.tokenize import make_tokenizer
 from tests.components.tokenize_pack.conftest import VOCAB, imdb_reviews, write_documents
 from trainer import data, vocab
 

@@ -1,12 +1,12 @@
-"""Static masking: trainer.masking's rule, batched, keyed by content; whole-word masking."""
+"""Static masking: trainer.masking's rule over a whole chunk, keyed by the chunk; whole words."""
 
 import dataclasses
 
 import numpy as np
 import tensorflow as tf
 
+from components.common.tokenizer import make_tokenizer
 from components.tokenize_pack import mask, pack
-from components.tokenize_pack.tokenize import make_tokenizer
 from tests.components.tokenize_pack.conftest import VOCAB, imdb_reviews
 from trainer import contract, masking, vocab
 
@@ -24,30 +24,34 @@ def _spec():
   return masking.MaskingSpec.from_vocab_file(VOCAB, max_predictions_per_seq=10)
 
 
-def test_batched_masking_is_mask_example_per_row_with_content_indices():
+def _continuation():
+  return np.array([t.startswith("##") for t in vocab.load_vocab(VOCAB)])
+
+
+def test_chunk_masking_is_trainer_mask_batch_keyed_by_the_chunk():
   word_ids, input_mask = _packed(10)
   type_ids = np.zeros_like(word_ids)
-  indices = mask.example_indices(word_ids, dupe=1)
-  masked = mask.make_batch_masker(_spec(), seed=7, seq_length=SEQ)(word_ids, input_mask, type_ids,
-                                                                   indices)
-  for row in (0, 5, len(word_ids) - 1):
-    one = masking.mask_example({"input_word_ids": word_ids[row], "input_mask": input_mask[row],
-                                "input_type_ids": type_ids[row]},
-                               tf.constant(indices[row]), _spec(), 7)
-    for name in mask.MASKED_FEATURES:
-      assert np.array_equal(masked[name][row].numpy(), one[name].numpy()), name
-  assert np.array_equal(mask.example_indices(word_ids, 1), indices)
-  assert not np.array_equal(mask.example_indices(word_ids, 0), indices)
-  assert (indices >= 0).all()
+  seed = mask.chunk_seed(7, "train", "000001-000002", dupe=1)
+  masked = mask.make_chunk_masker(_spec(), seq_length=SEQ)(word_ids, input_mask, type_ids, seed)
+  reference = masking.mask_batch({"input_word_ids": word_ids, "input_mask": input_mask,
+                                  "input_type_ids": type_ids}, tf.constant(seed), _spec())
+  for name in mask.MASKED_FEATURES:
+    assert np.array_equal(masked[name].numpy(), reference[name].numpy()), name
+  assert np.array_equal(mask.chunk_seed(7, "train", "000001-000002", 1), seed)
+  for other in (mask.chunk_seed(7, "train", "000001-000002", 0),
+                mask.chunk_seed(7, "validation", "000001-000002", 1),
+                mask.chunk_seed(7, "train", "000001-000003", 1),
+                mask.chunk_seed(8, "train", "000001-000002", 1)):
+    assert not np.array_equal(other, seed)
+  assert (seed >= 0).all()
 
 
 def test_whole_word_masking_masks_every_piece_of_a_chosen_word():
   word_ids, input_mask = _packed(20)
-  tokens = vocab.load_vocab(VOCAB)
-  continuation = np.array([t.startswith("##") for t in tokens])
+  continuation = _continuation()
   spec = _spec()
-  masked = mask.make_batch_masker(spec, 3, SEQ, continuation)(
-      word_ids, input_mask, np.zeros_like(word_ids), mask.example_indices(word_ids, 0))
+  masked = mask.make_chunk_masker(spec, SEQ, continuation)(
+      word_ids, input_mask, np.zeros_like(word_ids), mask.chunk_seed(3, "train", "0-0", 0))
   weights = masked["masked_lm_weights"].numpy()
   positions = masked["masked_lm_positions"].numpy()
   labels = masked["masked_lm_ids"].numpy()
@@ -66,13 +70,32 @@ def test_whole_word_masking_masks_every_piece_of_a_chosen_word():
   assert split_words > 0  # the check above saw multi-piece words
 
 
+def test_whole_word_masking_fills_the_budget_with_whole_words_in_random_order():
+  word_ids, input_mask = _packed(20)
+  continuation = _continuation()
+  spec = _spec()
+  masked = mask.make_chunk_masker(spec, SEQ, continuation)(
+      word_ids, input_mask, np.zeros_like(word_ids), mask.chunk_seed(3, "train", "0-0", 0))
+  weights = masked["masked_lm_weights"].numpy()
+  special = contract.SpecialTokenIds.from_vocab(vocab.load_vocab(VOCAB))
+  shortfall = []
+  for row in range(len(word_ids)):
+    candidates = int(np.sum(~np.isin(word_ids[row], special.never_masked) & (input_mask[row] > 0)))
+    budget = min(spec.max_predictions_per_seq, max(round(0.15 * candidates), 1))
+    assert weights[row].sum() <= budget
+    shortfall.append(budget - weights[row].sum())
+  # Most words are one piece: the choice stops when a word does not fit, rarely far below.
+  assert np.mean(shortfall) < 1.0
+  # Rows of one chunk draw different words.
+  firsts = {tuple(masked["masked_lm_positions"].numpy()[row][:3]) for row in range(len(word_ids))}
+  assert len(firsts) > len(word_ids) // 2
+
+
 def test_whole_word_masking_keeps_trainer_masking_replacement_rule():
   word_ids, input_mask = _packed(40)
-  tokens = vocab.load_vocab(VOCAB)
-  continuation = np.array([t.startswith("##") for t in tokens])
   spec = dataclasses.replace(_spec(), max_predictions_per_seq=10)
-  masked = mask.make_batch_masker(spec, 5, SEQ, continuation)(
-      word_ids, input_mask, np.zeros_like(word_ids), mask.example_indices(word_ids, 0))
+  masked = mask.make_chunk_masker(spec, SEQ, _continuation())(
+      word_ids, input_mask, np.zeros_like(word_ids), mask.chunk_seed(5, "train", "0-0", 0))
   weights = masked["masked_lm_weights"].numpy() == 1
   rows = np.repeat(np.arange(len(word_ids))[:, None], spec.max_predictions_per_seq, axis=1)
   at_positions = masked["input_word_ids"].numpy()[rows, masked["masked_lm_positions"].numpy()]

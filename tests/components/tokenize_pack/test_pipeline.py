@@ -13,9 +13,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 from official.nlp.data import pretrain_dataloader
 
-from components.tokenize_pack import cli, pack, pipeline, read, stats
+from components.common.corpus import DocumentChunk
+from components.common.tokenizer import make_tokenizer
+from components.tokenize_pack import cli, pack, pipeline, stats
 from components.tokenize_pack.config import PrepareDataConfig
-from components.tokenize_pack.tokenize import TokenizeDocuments, document_hash, make_tokenizer
+from components.tokenize_pack.tokenize import TokenizeDocuments, document_hash
 from tests.components.tokenize_pack.conftest import (
   IN_MEMORY,
   SEQ_LENGTH,
@@ -121,7 +123,7 @@ def test_transform_fn_gives_the_same_ids_as_the_beam_tokenizer(static_run):
   tft_ids = ragged.to_list()
   assert tft_ids[-1] == [UNK, vocab.load_vocab(VOCAB).index("ok")]  # an over-long word: [UNK]
   with beam.Pipeline(options=PipelineOptions(IN_MEMORY)) as p:
-    chunk = read.DocumentChunk("000000-000000", [(t,) for t in texts])
+    chunk = DocumentChunk("000000-000000", [(t,) for t in texts])
     tokenized, _ = p | beam.Create([chunk]) | TokenizeDocuments(str(out / "vocab.txt"), True)
     per_document = tokenized | beam.Map(
         lambda c: [c.document_tokens(d).tolist() for d in range(c.num_documents)])

@@ -5,9 +5,11 @@ import numpy as np
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
+from components.common.corpus import DocumentChunk
+from components.common.counts import SumCounts
+from components.common.tokenizer import make_tokenizer
 from components.tokenize_pack import stats
-from components.tokenize_pack.read import DocumentChunk
-from components.tokenize_pack.tokenize import TokenizeDocuments, document_hash, make_tokenizer
+from components.tokenize_pack.tokenize import TokenizeDocuments, document_hash
 from tests.components.tokenize_pack.conftest import IN_MEMORY, VOCAB, counts
 from trainer import contract, vocab
 
@@ -42,5 +44,5 @@ def test_documents_without_tokens_are_dropped_and_counted():
         last)]), label="CheckLayout")
     expected = counts(documents_kept=2, documents_dropped_no_tokens=1,
                       tokens=sum(map(len, first)) + len(last))
-    assert_that(tokenize_stats | beam.CombineGlobally(stats.SumCounts()), equal_to([expected]),
-                label="CheckCounts")
+    summed = tokenize_stats | beam.CombineGlobally(SumCounts(stats.COUNTERS))
+    assert_that(summed, equal_to([expected]), label="CheckCounts")

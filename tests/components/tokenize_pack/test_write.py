@@ -1,4 +1,4 @@
-"""Example serialization and TFRecord framing, checked against protobuf and tf.data."""
+"""Example serialization and staged gzip TFRecords, checked against protobuf and tf.data."""
 
 import numpy as np
 import tensorflow as tf
@@ -31,18 +31,23 @@ def test_serialized_examples_are_protobufs_deterministic_bytes():
   assert encoded == [_proto_bytes(features, row) for row in range(5)]
 
 
-def test_tfrecord_gzip_members_concatenate_into_one_readable_file(tmp_path):
+def test_staged_gzip_files_concatenate_into_one_readable_file(tmp_path):
   rng = np.random.default_rng(0)
   batches = [[rng.bytes(int(n)) for n in rng.integers(1, 50_000, size=int(k))]
              for k in rng.integers(1, 20, size=12)]
+  staged = []
+  for i, batch in enumerate(batches):
+    staged.append(tmp_path / "staging" / f"{i}.tfrecord.gz")
+    write.write_tfrecord_gzip(str(staged[-1]), batch)
   path = tmp_path / "joined.tfrecord.gz"
-  path.write_bytes(b"".join(write.tfrecord_gzip(batch) for batch in batches))
+  path.write_bytes(b"".join(p.read_bytes() for p in staged))
   records = list(tf.data.TFRecordDataset(str(path), compression_type="GZIP").as_numpy_iterator())
   assert records == [record for batch in batches for record in batch]
   empty = tmp_path / "empty.tfrecord.gz"
-  empty.write_bytes(write.tfrecord_gzip([]))
+  write.write_tfrecord_gzip(str(empty), [])
   assert list(tf.data.TFRecordDataset(str(empty), compression_type="GZIP")) == []
-  assert write.tfrecord_gzip([b"one"]) == write.tfrecord_gzip([b"one"])
+  write.write_tfrecord_gzip(str(tmp_path / "again.tfrecord.gz"), batches[0])
+  assert (tmp_path / "again.tfrecord.gz").read_bytes() == staged[0].read_bytes()
 
 
 def test_chunks_of_a_file_are_dealt_round_robin():
