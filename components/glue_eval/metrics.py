@@ -1,4 +1,4 @@
-"""Each GLUE task's official metric, and the GLUE score.
+"""Each GLUE task's official metric (scikit-learn's and SciPy's), and the GLUE score.
 
 Scores are fractions (accuracy 0.85, MCC and correlations in [-1, 1]); reports print them
 x100 as papers do. A correlation that is undefined because one side is constant (a model
@@ -9,6 +9,8 @@ does, so one degenerate run cannot turn a median or the GLUE score into NaN.
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+import scipy.stats
+import sklearn.metrics
 
 from components.glue_eval.tasks import Task
 
@@ -24,57 +26,36 @@ def _checked(labels, predictions) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(labels, predictions) -> float:
-  labels, predictions = _checked(labels, predictions)
-  return float(np.mean(labels == predictions))
+  return float(sklearn.metrics.accuracy_score(*_checked(labels, predictions)))
 
 
 def matthews_corrcoef(labels, predictions) -> float:
-  """Matthews correlation (CoLA), in its multiclass form; 0 when undefined."""
-  labels, predictions = _checked(labels, predictions)
-  classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
-  true, predicted = encoded[:len(labels)], encoded[len(labels):]
-  confusion = np.zeros([len(classes)] * 2, np.float64)
-  np.add.at(confusion, (true, predicted), 1)
-  n, correct = confusion.sum(), np.trace(confusion)
-  true_counts, predicted_counts = confusion.sum(axis=1), confusion.sum(axis=0)
-  denominator = np.sqrt((n**2 - predicted_counts @ predicted_counts) *
-                        (n**2 - true_counts @ true_counts))
-  if denominator == 0:
-    return 0.0
-  return float((correct * n - true_counts @ predicted_counts) / denominator)
+  """Matthews correlation (CoLA), in its multiclass form; scikit-learn gives 0 when undefined."""
+  return float(sklearn.metrics.matthews_corrcoef(*_checked(labels, predictions)))
 
 
 def f1(labels, predictions, positive: int = 1) -> float:
   """F1 of the positive class (MRPC: paraphrase, QQP: duplicate); 0 with no true positive."""
   labels, predictions = _checked(labels, predictions)
-  true_positives = np.sum((labels == positive) & (predictions == positive))
-  if true_positives == 0:
+  return float(sklearn.metrics.f1_score(labels, predictions, pos_label=positive,
+                                        zero_division=0.0))
+
+
+def _correlation(statistic, labels, predictions) -> float:
+  labels, predictions = _checked(labels, predictions)
+  # SciPy returns NaN (and warns) when a side is constant.
+  if np.ptp(labels) == 0 or np.ptp(predictions) == 0:
     return 0.0
-  precision = true_positives / np.sum(predictions == positive)
-  recall = true_positives / np.sum(labels == positive)
-  return float(2 * precision * recall / (precision + recall))
+  return float(statistic(labels, predictions).statistic)
 
 
 def pearson(labels, predictions) -> float:
-  labels, predictions = _checked(labels, predictions)
-  labels, predictions = labels - labels.mean(), predictions - predictions.mean()
-  denominator = np.sqrt(np.sum(labels**2) * np.sum(predictions**2))
-  if denominator == 0:
-    return 0.0
-  return float(np.sum(labels * predictions) / denominator)
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-  """1-based ranks, tied values sharing the mean of the ranks they span."""
-  _, value_index, counts = np.unique(values, return_inverse=True, return_counts=True)
-  last = np.cumsum(counts)
-  return ((last - counts + 1 + last) / 2)[value_index]
+  return _correlation(scipy.stats.pearsonr, labels, predictions)
 
 
 def spearman(labels, predictions) -> float:
-  """Pearson of the ranks."""
-  labels, predictions = _checked(labels, predictions)
-  return pearson(_ranks(labels), _ranks(predictions))
+  """Pearson of the ranks, tied values sharing the mean of the ranks they span."""
+  return _correlation(scipy.stats.spearmanr, labels, predictions)
 
 
 METRICS = {"accuracy": accuracy, "mcc": matthews_corrcoef, "f1": f1, "pearson": pearson,

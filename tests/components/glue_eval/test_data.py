@@ -4,7 +4,7 @@ import collections
 
 import pytest
 
-from components import packaged_corpora
+from components.common import packaged_corpora
 from components.glue_eval import data, tasks
 from components.glue_eval.data import Example
 
@@ -383,18 +383,35 @@ def test_rotten_tomatoes_is_named_honestly():
   assert (task.metrics, task.labels) == (("accuracy",), ("0", "1"))
 
 
-def test_tfds_reader_maps_each_task_to_its_tfds_features(monkeypatch, tmp_path):
+def _write_tfds_metadata(tfds, data_dir, task):
+  """What download_and_prepare leaves besides the records: the dataset info with the task's
+  train and dev splits, so the builder is prepared and loading every split finds them."""
+  builder = tfds.builder(f"glue/{task.tfds_config}", data_dir=str(data_dir))
+  splits = ["train", *(tfds_split for _, tfds_split in task.tfds_dev_splits)]
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name=split, shard_lengths=[3], num_bytes=0,
+                          filename_template=tfds.core.ShardedFileTemplate(
+                              data_dir=builder.data_path, dataset_name=builder.name,
+                              split=split, filetype_suffix="tfrecord"))
+      for split in splits]))
+  builder.data_path.mkdir(parents=True, exist_ok=True)
+  builder.info.write_to_directory(builder.data_path)
+
+
+def test_tfds_reader_maps_each_task_to_its_tfds_features(tmp_path):
   """mock_data makes examples offline from each dataset's real feature spec, so a wrong feature
-  name fails here; it does not fake is_prepared, which is patched."""
+  name fails here; the splits come from metadata written as download_and_prepare would."""
   import tensorflow_datasets as tfds  # Slow to import; only these tests need it.
-  monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
-  with tfds.testing.mock_data(num_examples=3):
+  for task in tasks.GLUE_TASKS:
+    _write_tfds_metadata(tfds, tmp_path, task)
+  with tfds.testing.mock_data(num_examples=3, data_dir=str(tmp_path)):
     for task in tasks.GLUE_TASKS:
       loaded = data.read_tfds(task, str(tmp_path))
       assert list(loaded.dev) == list(task.dev_splits)
       examples = loaded.train.examples + [e for s in loaded.dev.values() for e in s.examples]
       assert len(examples) == 3 * (1 + len(task.dev_splits))
       assert all((e.text_b is None) == (task.name in ("CoLA", "SST-2")) for e in examples)
+      assert all(isinstance(e.text_a, str) and e.text_a for e in examples)
       if task.is_regression:
         assert all(isinstance(e.label, float) for e in examples)
       else:
@@ -405,3 +422,5 @@ def test_tfds_reader_maps_each_task_to_its_tfds_features(monkeypatch, tmp_path):
 def test_an_unprepared_tfds_dir_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match=r"TFDS dataset glue/rte is not prepared in"):
     data.read_tfds(tasks.get_task("RTE"), str(tmp_path))
+  with pytest.raises(ValueError, match=r"TFDS data dir '.*a,b' holds ',' or '='"):
+    data.read_tfds(tasks.get_task("RTE"), str(tmp_path / "a,b"))
