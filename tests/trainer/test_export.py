@@ -16,6 +16,7 @@ from official.nlp.configs import encoders
 from official.nlp.modeling import layers, models, networks
 
 from trainer import export, vocab
+from trainer.export import activations
 
 # torch._dynamo imports triton, whose bundled LLVM aborts the process once TF's LLVM is loaded;
 # triton is optional for torch and unused on CPU.
@@ -117,6 +118,30 @@ def test_model_garden_gelu_is_hugging_face_gelu_new():
                              atol=1e-6)
   # The two GELUs differ by more than the export tolerance: the mapping matters.
   assert np.abs(model_garden - exact).max() > 1e-4
+
+
+def test_every_activation_name_maps_to_the_same_function_in_both_libraries():
+  x = np.linspace(-6.0, 6.0, 1001, dtype=np.float32)
+  pairs = {*activations.HUGGINGFACE_ACTIVATIONS.items(),
+           *((mg, hf) for hf, mg in activations.MODEL_GARDEN_ACTIVATIONS.items())}
+  for model_garden, hf in pairs:
+    np.testing.assert_allclose(
+        tf_utils.get_activation(model_garden)(x).numpy(),
+        transformers.activations.ACT2FN[hf](torch.from_numpy(x)).numpy(), atol=1e-5,
+        err_msg=f"{model_garden} -> {hf}")
+  for model_garden, hf in activations.HUGGINGFACE_ACTIVATIONS.items():
+    assert activations.MODEL_GARDEN_ACTIVATIONS[hf] == model_garden
+    assert export.huggingface_config(CONFIG.replace(hidden_activation=model_garden.upper()),
+                                     pad_token_id=0)["hidden_act"] == hf
+
+
+def test_unknown_activation_names_are_one_clear_error():
+  with pytest.raises(ValueError, match=r"hidden_activation 'swish' has no Hugging Face BERT "
+                     r"equivalent; supported: \['gelu', 'relu', 'tokendrop>exact_gelu'\]"):
+    export.huggingface_config(CONFIG.replace(hidden_activation="swish"), pad_token_id=0)
+  with pytest.raises(ValueError, match=r"hidden_activation 'gelu_typo' is not a Model Garden "
+                     "activation"):
+    export.build_bert_encoder(CONFIG.replace(hidden_activation="gelu_typo"))
 
 
 def test_tf2_checkpoint_restores_into_a_fresh_bert_encoder(exported, expected, vocab_file):
