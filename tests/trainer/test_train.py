@@ -305,24 +305,33 @@ def _trained_model(model_dir, **task_overrides):
 
 
 def test_export_cli_writes_a_standard_bert_that_matches_the_trained_encoder(exported_run):
-  from official.nlp.modeling import networks
-
-  from trainer import export
+  from trainer import contract, export
 
   model_dir, out, exported = exported_run
   assert exported.returncode == 0, exported.stderr[-3000:]
-  assert {p.name for p in (out / "tf2").iterdir()} >= {"bert_config.json", "vocab.txt",
-                                                       "bert_model.ckpt.index"}
-  assert {"config.json", "model.safetensors", "vocab.txt"} <= {p.name
-                                                               for p in (out / "hf").iterdir()}
-  assert (out / "saved_model" / "saved_model.pb").exists()
+  tf2, hf = out / contract.TF2_DIR, out / contract.HF_DIR
+  assert {p.name for p in tf2.iterdir()} >= {contract.BERT_CONFIG_FILE, contract.VOCAB_FILE,
+                                             contract.CHECKPOINT_NAME + ".index"}
+  assert {"config.json", "model.safetensors", contract.VOCAB_FILE} <= {p.name
+                                                                     for p in hf.iterdir()}
+  assert (out / contract.SAVED_MODEL_DIR / "saved_model.pb").exists()
   # The trained model, restored from the run's checkpoint and run without dropping ...
-  _, trained = _trained_model(model_dir)
+  params, trained = _trained_model(model_dir)
   tf.train.Checkpoint(model=trained).read(str(model_dir / "ckpt-20")).expect_partial()
-  # ... against a plain BertEncoderV2 restored from the export, every variable matched.
-  plain = export.build_bert_encoder_from_bert_config(str(out / "tf2" / "bert_config.json"))
-  assert isinstance(plain, networks.BertEncoderV2)
-  export.restore_encoder(plain, str(out / "tf2" / "bert_model.ckpt"))
+  # ... against a plain BertEncoderV2 built from the exported config, which describes the
+  # trained encoder, and restored from the export, every variable matched.
+  encoder = params.task.model.encoder.any
+  bert_config = json.loads((tf2 / contract.BERT_CONFIG_FILE).read_text())
+  assert ({key: bert_config[key] for key in ("num_hidden_layers", "hidden_size",
+                                              "num_attention_heads", "intermediate_size",
+                                              "vocab_size", "max_position_embeddings")}
+          == {"num_hidden_layers": encoder.num_layers, "hidden_size": encoder.hidden_size,
+              "num_attention_heads": encoder.num_attention_heads,
+              "intermediate_size": encoder.intermediate_size, "vocab_size": encoder.vocab_size,
+              "max_position_embeddings": encoder.max_position_embeddings})
+  plain = export.build_bert_encoder_from_bert_config(str(tf2 / contract.BERT_CONFIG_FILE))
+  assert len(plain.transformer_layers) == encoder.num_layers
+  export.restore_encoder(plain, str(tf2 / contract.CHECKPOINT_NAME))
   inputs = _random_inputs()
   np.testing.assert_allclose(plain(inputs)["sequence_output"].numpy(),
                              trained.encoder_network(inputs)["sequence_output"].numpy(),
