@@ -1,5 +1,11 @@
 """The pipeline config: one YAML file with the corpus, data, model, training, GLUE, push
-and runner settings (configs/pipeline_*.yaml). Unknown or mistyped keys are errors.
+and runner settings (configs/pipeline_*.yaml).
+
+Loading it validates the whole tree before anything runs: unknown or mistyped keys, the
+data options (the data stage's own DataOptions), the experiment name and every
+training.params_override key (by building the experiment config with placeholder paths),
+the GLUE task names and fine-tuning keys, and the Vertex section. A mistake raises
+UserError naming the key.
 
 Relative local paths are relative to the YAML file's directory's parent (the
 checkout, for configs/*.yaml), so `tokendrop pipeline run --config ...` works
@@ -8,13 +14,15 @@ from anywhere.
 
 import dataclasses
 import os
+import types
 import typing
 
 import yaml
 
-
-class PipelineConfigError(ValueError):
-  """A config mistake, named by its key."""
+from components.glue_eval import finetune, tasks
+from components.tokenize_pack.config import PACKAGED_VOCAB, DataOptions
+from trainer import configs as experiment_configs
+from trainer.errors import UserError, first_line
 
 
 @dataclasses.dataclass
@@ -28,20 +36,6 @@ class CorpusConfig:
 
 
 @dataclasses.dataclass
-class DataConfig:
-  vocab: str = "bert-base-uncased"  # a vocab.txt, or bert-base-uncased (the packaged one)
-  learn_vocab_size: int = 0  # > 0: learn a WordPiece vocab instead
-  lower_case: bool = True
-  seq_length: int = 512
-  masking: str = "dynamic"
-  packing: str = "full_sentences"
-  max_predictions_per_seq: int = 0  # 0: ceil(seq_length * 0.15)
-  validation_fraction: float = 0.01
-  num_shards: int = 16
-  seed: int = 12345
-
-
-@dataclasses.dataclass
 class VertexTrainingConfig:
   """A Vertex AI custom job for the Trainer (worker_pool_specs[0])."""
   machine_type: str = "cloud-tpu"
@@ -52,7 +46,7 @@ class VertexTrainingConfig:
 
 @dataclasses.dataclass
 class TrainingConfig:
-  experiment: str = "token_drop_bert/pretraining"
+  experiment: str = experiment_configs.PRETRAINING
   config_files: list[str] = dataclasses.field(default_factory=list)
   params_override: dict = dataclasses.field(default_factory=dict)
   train_steps: int = 0  # 0: the experiment config's trainer.train_steps
@@ -92,7 +86,8 @@ class PipelineConfig:
   enable_cache: bool = True
   beam_pipeline_args: list[str] = dataclasses.field(default_factory=list)
   corpus: CorpusConfig = dataclasses.field(default_factory=CorpusConfig)
-  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  data: DataOptions = dataclasses.field(
+      default_factory=lambda: DataOptions(vocab_file=PACKAGED_VOCAB))
   training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
   glue: GlueConfig = dataclasses.field(default_factory=GlueConfig)
   push: PushConfig = dataclasses.field(default_factory=PushConfig)
@@ -105,26 +100,37 @@ class PipelineConfig:
 
 def _build(cls, values, where: str):
   if not isinstance(values, dict):
-    raise PipelineConfigError(f"{where} must be a mapping, got {values!r}")
+    raise UserError(f"{where} must be a mapping, got {values!r}")
   hints = typing.get_type_hints(cls)
   names = {f.name for f in dataclasses.fields(cls)}
   unknown = sorted(set(values) - names)
   if unknown:
-    raise PipelineConfigError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
+    raise UserError(f"unknown key(s) {unknown} in {where}; known: {sorted(names)}")
   kwargs = {}
   for name, value in values.items():
     hint = hints[name]
-    nested = [t for t in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(t)]
-    if nested and value is not None:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kinds = [t for t in (typing.get_args(hint) if union else (hint,)) if t is not type(None)]
+    if value is None:
+      kwargs[name] = value
+      continue
+    nested = [t for t in kinds if dataclasses.is_dataclass(t)]
+    if nested:
       kwargs[name] = _build(nested[0], value, f"{where}.{name}")
       continue
-    expected = typing.get_origin(hint) or hint
-    if expected is float and isinstance(value, int):
+    expected = tuple(typing.get_origin(t) or t for t in kinds)
+    if float in expected and isinstance(value, int) and not isinstance(value, bool):
       value = float(value)
-    if value is not None and isinstance(expected, type) and not isinstance(value, expected):
-      raise PipelineConfigError(f"{where}.{name} must be {expected.__name__}, got {value!r}")
+    if tuple in expected and isinstance(value, list):
+      value = tuple(value)
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+      raise UserError(f"{where}.{name} must be {' or '.join(t.__name__ for t in expected)}, "
+                      f"got {value!r}")
     kwargs[name] = value
-  return cls(**kwargs)
+  try:
+    return cls(**kwargs)
+  except UserError as e:
+    raise UserError(f"{where}: {e}") from e
 
 
 def _absolute(path: str, base: str) -> str:
@@ -139,19 +145,20 @@ def load(path: str, overrides: dict | None = None) -> PipelineConfig:
     with open(path, encoding="utf-8") as f:
       values = yaml.safe_load(f) or {}
   except FileNotFoundError as e:
-    raise PipelineConfigError(f"pipeline config {path} does not exist") from e
+    raise UserError(f"pipeline config {path} does not exist") from e
   except yaml.YAMLError as e:
-    raise PipelineConfigError(f"pipeline config {path} is not valid YAML: {e}") from e
+    raise UserError(f"pipeline config {path} is not valid YAML: {first_line(e)}") from e
   values = _merge(values, overrides or {})
-  config = _build(PipelineConfig, values, os.path.basename(path))
+  config = _build(PipelineConfig, values, os.path.basename(path).removesuffix(".yaml"))
   base = os.path.dirname(os.path.dirname(os.path.abspath(path)))
   config.root = _absolute(config.root, base)
   config.metadata_path = _absolute(config.metadata_path, base)
   config.corpus.input_base = _absolute(config.corpus.input_base, base)
   config.push.destination = _absolute(config.push.destination, base)
   config.glue.glue_dir = _absolute(config.glue.glue_dir, base)
-  if config.data.vocab != "bert-base-uncased":
-    config.data.vocab = _absolute(config.data.vocab, base)
+  if config.data.vocab_file and config.data.vocab_file != PACKAGED_VOCAB:
+    config.data = dataclasses.replace(config.data,
+                                      vocab_file=_absolute(config.data.vocab_file, base))
   _check(config, path)
   return config
 
@@ -176,5 +183,27 @@ def _check(config: PipelineConfig, path: str) -> None:
     problems.append("metadata_path is empty (a local run keeps MLMD in SQLite there)")
   if config.is_cloud and config.vertex is None:
     problems.append("root is on gs:// but there is no vertex: section (project, region, image)")
+  if config.training.vertex is not None and config.vertex is None:
+    problems.append("training.vertex needs a vertex: section (project, region, image)")
   if problems:
-    raise PipelineConfigError(f"pipeline config {path}: " + "; ".join(problems))
+    raise UserError(f"pipeline config {path}: " + "; ".join(problems))
+  try:
+    tasks.parse_task_list(config.glue.tasks)
+  except ValueError as e:
+    raise UserError(f"glue.tasks: {e}") from e
+  try:
+    finetune.FineTuneConfig.from_dict(config.glue.finetune)
+  except ValueError as e:
+    raise UserError(f"glue.finetune: {e}") from e
+  check_training(config.training)
+
+
+def check_training(training: TrainingConfig) -> None:
+  """Builds the Trainer's experiment config as run_fn will, with placeholder data paths."""
+  placeholders = {"task": {"train_data": {"input_path": "<examples>/Split-train/*"},
+                           "validation_data": {"input_path": "<examples>/Split-validation/*"}}}
+  try:
+    experiment_configs.build_experiment(training.experiment, training.config_files,
+                                        training.params_override, placeholders)
+  except UserError as e:
+    raise UserError(f"training: {e}") from e

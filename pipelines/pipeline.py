@@ -18,15 +18,8 @@ from components.glue_eval.component import GlueEvaluator
 from components.publish.component import BertPusher
 from components.tokenize_pack.component import TokenizePack
 from pipelines.config import PipelineConfig
-from trainer import vocab as vocab_lib
 
 RUN_FN = "trainer.run_fn.run_fn"
-
-
-def vocab_path(config: PipelineConfig) -> str:
-  if config.data.vocab == "bert-base-uncased":
-    return str(vocab_lib.bert_base_uncased_vocab_path())
-  return config.data.vocab
 
 
 def trainer_custom_config(config: PipelineConfig) -> dict:
@@ -63,19 +56,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
                       input_format=config.corpus.input_format,
                       text_field=config.corpus.text_field)
 
-  data = config.data
-  tokenize_pack = TokenizePack(
-      corpus=corpus.outputs["examples"],
-      vocab=None if data.learn_vocab_size else vocab_path(config),
-      learn_vocab_size=data.learn_vocab_size or None,
-      lower_case=data.lower_case,
-      seq_length=data.seq_length,
-      masking=data.masking,
-      packing=data.packing,
-      max_predictions_per_seq=data.max_predictions_per_seq or None,
-      validation_fraction=data.validation_fraction,
-      num_shards=data.num_shards,
-      seed=data.seed)
+  tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], options=config.data)
 
   latest_blessed = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -103,7 +84,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       threshold=config.glue.threshold,
       tolerance=config.glue.tolerance,
       finetune_config=json.dumps(config.glue.finetune),
-      lower_case=data.lower_case)
+      lower_case=config.data.lower_case)
 
   pusher = BertPusher(
       model=trainer.outputs["model"],

@@ -36,8 +36,9 @@ from components.glue_eval import blessing as blessing_lib
 from components.glue_eval import evaluate, finetune
 from components.glue_eval import report as report_lib
 from components.glue_eval.tasks import ROTTEN_TOMATOES_TASK, parse_task_list
+from trainer import contract
 
-DEFAULT_CHECKPOINT_SUBDIR = "Format-Serving"
+DEFAULT_CHECKPOINT_SUBDIR = contract.SERVING_SUBDIR
 
 
 @tfx.dsl.components.component

@@ -32,7 +32,7 @@ from components.glue_eval import metrics
 from components.glue_eval.data import Example, TaskData
 from components.glue_eval.tasks import Task
 from components.glue_eval.tokenize import PairEncoder
-from trainer import export
+from trainer import contract, export
 
 _log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class TaskResult:
 def find_checkpoint_dir(path: str) -> str:
   """The export's tf2/ directory, given it or the export root that holds it."""
   path = str(path).rstrip("/")
-  for candidate in (path, os.path.join(path, "tf2")):
+  for candidate in (path, os.path.join(path, contract.TF2_DIR)):
     if tf.io.gfile.exists(os.path.join(candidate, export.BERT_CONFIG_NAME)):
       missing = [name for name in (export.VOCAB_NAME, export.CHECKPOINT_NAME + ".index")
                  if not tf.io.gfile.exists(os.path.join(candidate, name))]

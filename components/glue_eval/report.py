@@ -16,10 +16,11 @@ import tensorflow as tf
 from components.glue_eval import metrics
 from components.glue_eval.data import TaskData
 from components.glue_eval.finetune import FineTuneConfig, TaskResult
+from trainer import contract
 
-REPORT_JSON = "glue_report.json"
-REPORT_MARKDOWN = "glue_report.md"
-REPORT_CHART = "glue_report.png"
+REPORT_JSON = contract.GLUE_REPORT_JSON
+REPORT_MARKDOWN = contract.GLUE_REPORT_MD
+REPORT_CHART = contract.GLUE_REPORT_PNG
 TENSORBOARD_DIR = "tensorboard"
 
 

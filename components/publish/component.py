@@ -20,12 +20,11 @@ Parameters:
 import os
 
 from tfx import v1 as tfx
+from tfx.components.evaluator import constants as evaluator_constants
 
-from components.glue_eval import blessing as blessing_lib
+from components.common.artifacts import PretrainDataStatistics
 from components.publish import publish
-from components.tokenize_pack.component import STATS_FILE, PretrainDataStatistics
-
-SERVING_SUBDIR = "Format-Serving"
+from trainer import contract
 
 
 @tfx.dsl.components.component
@@ -40,7 +39,7 @@ def BertPusher(  # TFX names components like classes.
   if not push_destination:
     raise ValueError("BertPusher needs push_destination (a directory or gs:// prefix); set "
                      "push.destination in the pipeline config")
-  if blessing.get_int_custom_property(blessing_lib.BLESSED_KEY) != 1:
+  if blessing.get_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY) != 1:
     pushed_model.set_int_custom_property("pushed", 0)
     return
   lineage = {"model_artifact_id": model.id, "model_uri": model.uri,
@@ -48,8 +47,8 @@ def BertPusher(  # TFX names components like classes.
   stats_path = None
   if statistics is not None:
     lineage["statistics_artifact_id"] = statistics.id
-    stats_path = os.path.join(statistics.uri, STATS_FILE)
-  published = publish.publish(push_destination, os.path.join(model.uri, SERVING_SUBDIR),
+    stats_path = os.path.join(statistics.uri, contract.DATA_STATS_FILE)
+  published = publish.publish(push_destination, os.path.join(model.uri, contract.SERVING_SUBDIR),
                               evaluation.uri, stats_path, lineage)
   pushed_model.set_int_custom_property("pushed", 1)
   pushed_model.set_string_custom_property("pushed_destination", published)

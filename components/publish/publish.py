@@ -22,13 +22,11 @@ import uuid
 import tensorflow as tf
 import yaml
 
-from trainer import flops
-from trainer.export_cli import TRAINING_PARAMS_NAME, load_params_file
-from trainer.task import AS_TRAINED_SUFFIX, EVAL_METRICS_NAME
+from trainer import contract, flops
+from trainer.export import load_params_file
 
 PUBLISHED_MARKER = "PUBLISHED"
-MODEL_CARD_MD = "model_card.md"
-MODEL_CARD_JSON = "model_card.json"
+# The corpus statistics, renamed beside the export's own files.
 DATA_STATS_NAME = "data_stats.json"
 
 
@@ -72,15 +70,15 @@ def pretraining_summary(export_dir: str) -> dict:
   """The run's last validation (full depth and as trained) and its analytic training FLOPs,
   which follow the kept-count schedule; empty parts for an export that lacks them."""
   summary = {}
-  metrics_path = os.path.join(export_dir, EVAL_METRICS_NAME)
+  metrics_path = os.path.join(export_dir, contract.EVAL_METRICS_FILE)
   if tf.io.gfile.exists(metrics_path):
     metrics = json.loads(_read_text(metrics_path))
     summary["validation_step"] = metrics.get("step")
     for name in ("validation_loss", "masked_lm_accuracy"):
-      for key in (name, name + AS_TRAINED_SUFFIX):
+      for key in (name, name + contract.AS_TRAINED_SUFFIX):
         if key in metrics:
           summary[key] = round(metrics[key], 4)
-  params_path = os.path.join(export_dir, TRAINING_PARAMS_NAME)
+  params_path = os.path.join(export_dir, contract.TRAINING_PARAMS_FILE)
   if tf.io.gfile.exists(params_path):
     run = flops.run_flops(load_params_file(params_path))
     summary["training_flops"] = {"kept_tokens_per_stage": list(run.keep_counts),
@@ -153,8 +151,8 @@ def publish(destination: str, export_dir: str, evaluation_dir: str,
   if tf.io.gfile.exists(final):
     raise VersionExistsError(f"{final} is already published; versions are never overwritten "
                              "(pass another version, or remove it by hand)")
-  for required in (os.path.join(export_dir, "tf2"), os.path.join(evaluation_dir,
-                                                                 "glue_report.json")):
+  for required in (os.path.join(export_dir, contract.TF2_DIR), os.path.join(evaluation_dir,
+                                                                 contract.GLUE_REPORT_JSON)):
     if not tf.io.gfile.exists(required):
       raise FileNotFoundError(f"{required} is missing: publish needs the trainer's export and "
                               "the GLUE evaluation")
@@ -162,7 +160,7 @@ def publish(destination: str, export_dir: str, evaluation_dir: str,
   staging = os.path.join(destination, f".staging-{version}-{uuid.uuid4().hex[:8]}")
   try:
     copy_tree(export_dir, staging)
-    for name in ("glue_report.json", "glue_report.md", "glue_report.png"):
+    for name in (contract.GLUE_REPORT_JSON, contract.GLUE_REPORT_MD, contract.GLUE_REPORT_PNG):
       source = os.path.join(evaluation_dir, name)
       if tf.io.gfile.exists(source):
         tf.io.gfile.copy(source, os.path.join(staging, name))
@@ -170,14 +168,15 @@ def publish(destination: str, export_dir: str, evaluation_dir: str,
     if data_stats_path:
       data_stats = json.loads(_read_text(data_stats_path))
       _write_text(os.path.join(staging, DATA_STATS_NAME), json.dumps(data_stats, indent=2))
-    params_path = os.path.join(export_dir, TRAINING_PARAMS_NAME)
+    params_path = os.path.join(export_dir, contract.TRAINING_PARAMS_FILE)
     training_params = (yaml.load(_read_text(params_path), Loader=yaml.FullLoader)
                        if tf.io.gfile.exists(params_path) else {})
-    glue_report = json.loads(_read_text(os.path.join(evaluation_dir, "glue_report.json")))
+    glue_report = json.loads(_read_text(os.path.join(evaluation_dir, contract.GLUE_REPORT_JSON)))
     card = model_card(version, training_params, data_stats, glue_report, lineage,
                       pretraining_summary(export_dir))
-    _write_text(os.path.join(staging, MODEL_CARD_JSON), json.dumps(card, indent=2, default=str))
-    _write_text(os.path.join(staging, MODEL_CARD_MD), model_card_markdown(card))
+    _write_text(os.path.join(staging, contract.MODEL_CARD_JSON),
+                json.dumps(card, indent=2, default=str))
+    _write_text(os.path.join(staging, contract.MODEL_CARD_MD), model_card_markdown(card))
     try:
       tf.io.gfile.rename(staging, final, overwrite=False)
     except tf.errors.AlreadyExistsError as e:

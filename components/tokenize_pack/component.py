@@ -21,9 +21,9 @@ Outputs:
     pipeline kept (stats.nest's layout) and the config; custom properties
     examples_train, examples_validation, documents_read, documents_kept,
     documents_dropped and tokens, for MLMD queries.
-Parameters: as PrepareDataConfig's fields of the same names (vocab is its
-  vocab_file, a path to a vocab.txt), checked when the component is built.
-  A parameter left as None takes the data pipeline's default.
+Parameters: one per DataOptions field, of the same name (config.py), checked when
+  the component is built. Booleans travel as ints and tuples as comma-separated
+  strings, since Vertex parameters have neither type.
 
 The component's `beam_pipeline_args` (from the Pipeline, or with_beam_pipeline_args)
 go to pipeline.run unchanged: DirectRunner in this process when they name no
@@ -41,42 +41,45 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.tokenize_pack import config as config_lib
+from components.common.artifacts import PretrainDataStatistics
+from components.common.beam_utils import join
 from components.tokenize_pack import pipeline
-from components.tokenize_pack.config import PrepareDataConfig
-from components.tokenize_pack.tokenize import TEXT_FEATURE
+from components.tokenize_pack.config import DataOptions, PrepareDataConfig
+from trainer import contract
 
 CORPUS_KEY = "corpus"
 EXAMPLES_KEY = "examples"
 TRANSFORM_GRAPH_KEY = "transform_graph"
 STATISTICS_KEY = "statistics"
-STATS_FILE = "stats.json"
-VOCAB_FILE = "vocab.txt"
 TFX_FILE_FORMAT = "tfrecords_gzip"
-
-# Each parameter: the PrepareDataConfig field it sets, and its Python type. Booleans travel
-# as ints, as TFX's own components pass them, since Vertex parameters have no boolean type.
-_PARAMETERS = {
-    "seq_length": ("seq_length", int),
-    "vocab": ("vocab_file", str),
-    "learn_vocab_size": ("learn_vocab_size", int),
-    "lower_case": ("lower_case", bool),
-    "masking": ("masking", str),
-    "packing": ("packing", str),
-    "max_predictions_per_seq": ("max_predictions_per_seq", int),
-    "dupe_factor": ("dupe_factor", int),
-    "whole_word_masking": ("whole_word_masking", bool),
-    "validation_fraction": ("validation_fraction", float),
-    "seed": ("seed", int),
-    "num_shards": ("num_shards", int),
-}
+_OPTION_TYPES = DataOptions.option_types()
 
 
-class PretrainDataStatistics(types.Artifact):
-  """stats.json of one TokenizePack run, with its headline counts as custom properties."""
+def _parameter_type(kind: type) -> type:
+  return {bool: int, tuple: str}.get(kind, kind)
 
-  # Vertex (KubeflowV2DagRunner) needs custom type names of the form namespace.Title.
-  TYPE_NAME = "tokendrop.PretrainDataStatistics"
+
+def to_parameters(options: DataOptions) -> dict[str, Any]:
+  """DataOptions -> the component's parameters (None stays unset)."""
+  parameters = {}
+  for name, value in options.options().items():
+    if isinstance(value, bool):
+      value = int(value)
+    elif isinstance(value, tuple):
+      value = ",".join(value)
+    parameters[name] = value
+  return parameters
+
+
+def from_parameters(exec_properties: dict[str, Any]) -> dict[str, Any]:
+  """The component's parameters -> DataOptions keyword arguments."""
+  options = {}
+  for name, kind in _OPTION_TYPES.items():
+    value = exec_properties.get(name)
+    if value is None:
+      continue
+    options[name] = tuple(value.split(",")) if kind is tuple else kind(value)
+  return options
 
 
 def statistics_properties(stats: dict) -> dict[str, int]:
@@ -92,18 +95,12 @@ def statistics_properties(stats: dict) -> dict[str, int]:
   }
 
 
-def _config_options(exec_properties: dict[str, Any]) -> dict[str, Any]:
-  """The PrepareDataConfig fields the parameters set; unset ones keep the config's defaults."""
-  return {field: kind(exec_properties[name]) for name, (field, kind) in _PARAMETERS.items()
-          if exec_properties.get(name) is not None}
-
-
 def _data_config(corpus_patterns: tuple[str, ...], output_dir: str,
                  split_dirs: tuple[str, ...] | None,
                  exec_properties: dict[str, Any]) -> PrepareDataConfig:
   return PrepareDataConfig(input_patterns=corpus_patterns, output_dir=output_dir,
                            split_dirs=split_dirs, input_format="tfrecord_text",
-                           text_field=TEXT_FEATURE, **_config_options(exec_properties))
+                           text_field=contract.TEXT_FEATURE, **from_parameters(exec_properties))
 
 
 def _corpus_patterns(corpus: list[types.Artifact]) -> tuple[str, ...]:
@@ -137,9 +134,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     transform_graph = artifact_utils.get_single_instance(output_dict[TRANSFORM_GRAPH_KEY])
     statistics = artifact_utils.get_single_instance(output_dict[STATISTICS_KEY])
 
-    examples.split_names = artifact_utils.encode_split_names(list(config_lib.SPLITS))
+    examples.split_names = artifact_utils.encode_split_names(list(contract.SPLITS))
     split_dirs = tuple(artifact_utils.get_split_uri([examples], split)
-                       for split in config_lib.SPLITS)
+                       for split in contract.SPLITS)
     config = _data_config(_corpus_patterns(corpus), transform_graph.uri, split_dirs,
                           exec_properties)
     # The output URIs belong to this execution alone; a retried attempt replaces its files.
@@ -149,15 +146,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples_utils.set_file_format(examples, TFX_FILE_FORMAT)
     _copy_span(corpus, examples)
 
-    FileSystems.rename([config_lib.join(transform_graph.uri, STATS_FILE)],
-                       [config_lib.join(statistics.uri, STATS_FILE)])
+    FileSystems.rename([join(transform_graph.uri, contract.DATA_STATS_FILE)],
+                       [join(statistics.uri, contract.DATA_STATS_FILE)])
     for name, value in statistics_properties(result.stats).items():
       statistics.set_int_custom_property(name, value)
 
 
 class TokenizePackSpec(ComponentSpec):
-  PARAMETERS = {name: ExecutionParameter(type=int if kind is bool else kind, optional=True)
-                for name, (_, kind) in _PARAMETERS.items()}
+  PARAMETERS = {name: ExecutionParameter(type=_parameter_type(kind), optional=True)
+                for name, kind in _OPTION_TYPES.items()}
   INPUTS = {CORPUS_KEY: ChannelParameter(type=standard_artifacts.Examples)}
   OUTPUTS = {
       EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
@@ -172,26 +169,10 @@ class TokenizePack(base_beam_component.BaseBeamComponent):
   SPEC_CLASS = TokenizePackSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
-  def __init__(self, corpus: types.BaseChannel, seq_length: int | None = None,
-               vocab: str | None = None, learn_vocab_size: int | None = None,
-               lower_case: bool | None = None, masking: str | None = None,
-               packing: str | None = None, max_predictions_per_seq: int | None = None,
-               dupe_factor: int | None = None, whole_word_masking: bool | None = None,
-               validation_fraction: float | None = None, seed: int | None = None,
-               num_shards: int | None = None):
-    parameters = dict(
-        seq_length=seq_length, vocab=vocab, learn_vocab_size=learn_vocab_size,
-        lower_case=lower_case, masking=masking, packing=packing,
-        max_predictions_per_seq=max_predictions_per_seq, dupe_factor=dupe_factor,
-        whole_word_masking=whole_word_masking, validation_fraction=validation_fraction,
-        seed=seed, num_shards=num_shards)
-    # Bad options fail here, when the DAG is built, with the data pipeline's own messages.
-    _data_config(("<corpus>",), "<transform_graph>", None, parameters)
-    parameters = {name: int(value) if isinstance(value, bool) else value
-                  for name, value in parameters.items()}
+  def __init__(self, corpus: types.BaseChannel, options: DataOptions):
     super().__init__(spec=TokenizePackSpec(
         corpus=corpus,
         examples=types.Channel(type=standard_artifacts.Examples),
         transform_graph=types.Channel(type=standard_artifacts.TransformGraph),
         statistics=types.Channel(type=PretrainDataStatistics),
-        **parameters))
+        **{name: value for name, value in to_parameters(options).items() if value is not None}))

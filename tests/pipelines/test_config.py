@@ -2,8 +2,9 @@
 
 import pytest
 
+from pipelines import cli
 from pipelines import config as config_lib
-from pipelines import pipeline_cli
+from trainer.errors import UserError
 
 LOCAL = "configs/pipeline_local_tiny.yaml"
 VERTEX = "configs/pipeline_vertex_base_tpu.yaml"
@@ -20,7 +21,7 @@ def test_shipped_configs_load_with_paths_resolved_against_the_checkout():
 
 
 def test_overrides_from_the_command_line():
-  overrides = pipeline_cli._overrides(["training.train_steps=7", "glue.tasks=CoLA,RTE",
+  overrides = cli.overrides_from_pairs(["training.train_steps=7", "glue.tasks=CoLA,RTE",
                                        "training.params_override.runtime.num_gpus=0"])
   config = config_lib.load(LOCAL, overrides)
   assert config.training.train_steps == 7 and config.glue.tasks == "CoLA,RTE"
@@ -29,20 +30,49 @@ def test_overrides_from_the_command_line():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"trainig": {}}, "unknown key(s) ['trainig'] in pipeline_local_tiny.yaml"),
+    ({"trainig": {}}, "unknown key(s) ['trainig'] in pipeline_local_tiny"),
     ({"training": {"train_step": 3}}, "unknown key(s) ['train_step'] in "
-     "pipeline_local_tiny.yaml.training"),
-    ({"data": {"seq_length": "long"}}, "pipeline_local_tiny.yaml.data.seq_length must be int"),
+     "pipeline_local_tiny.training"),
+    ({"data": {"seq_length": "long"}}, "pipeline_local_tiny.data.seq_length must be int"),
     ({"push": {"destination": ""}}, "push.destination is empty"),
     ({"root": "gs://b/root"}, "root is on gs:// but there is no vertex: section"),
 ])
 def test_mistakes_name_the_key(overrides, message):
-  with pytest.raises(config_lib.PipelineConfigError, match=None) as error:
+  with pytest.raises(UserError, match=None) as error:
     config_lib.load(LOCAL, overrides)
   assert message in str(error.value)
 
 
+LOCAL_MISTAKES = [
+    (["--set", "data.masking=bogus"], "data: invalid data options: masking must be one of "
+     "['static', 'dynamic'], got 'bogus'"),
+    (["--set", "glue.tasks=SST2"], "glue.tasks: unknown task 'SST2'"),
+    (["--set", "glue.finetune.learning_rate=0.1"],
+     "glue.finetune: unknown fine-tuning setting(s) ['learning_rate']"),
+    (["--set", "training.experiment=token_drop_bert/nope"],
+     "training: unknown experiment 'token_drop_bert/nope'"),
+    (["--set", "training.params_override.task.model.encoder.any.token_keep_kk=3"],
+     "training: params_override does not fit the experiment config"),
+    (["--set", "training.config_files=[nope.yaml]"], "training: config file 'nope.yaml' does "
+     "not exist"),
+]
+
+
+@pytest.mark.parametrize("action", ["run", "compile", "submit", "schedule"])
+@pytest.mark.parametrize("flags,message", LOCAL_MISTAKES)
+def test_config_mistakes_stop_every_action_in_one_line(capsys, action, flags, message):
+  config = VERTEX if action != "run" else LOCAL
+  extra = {"compile": ["--output", "x.json"], "schedule": ["--cron", "0 3 * * 0"]}.get(action, [])
+  assert cli.main(["pipeline", action, "--config", config, *flags, *extra]) == 2
+  error = capsys.readouterr().err
+  assert error.startswith("tokendrop pipeline: ") and message in error, error
+  assert error.count("\n") == 1 and "Traceback" not in error
+
+
 def test_cli_reports_config_errors_in_one_line(capsys):
-  assert pipeline_cli.main(["run", "--config", "configs/nope.yaml"]) == 2
+  assert cli.main(["pipeline", "run", "--config", "configs/nope.yaml"]) == 2
   assert capsys.readouterr().err == ("tokendrop pipeline: pipeline config configs/nope.yaml "
+                                     "does not exist\n")
+  assert cli.main(["demo", "--config", "configs/nope.yaml"]) == 2
+  assert capsys.readouterr().err == ("tokendrop demo: pipeline config configs/nope.yaml "
                                      "does not exist\n")

@@ -17,8 +17,10 @@ from google.cloud.aiplatform_v1.services.schedule_service import ScheduleService
 from google.cloud.aiplatform_v1.types import pipeline_job as gca_pipeline_job
 from google.cloud.aiplatform_v1.types import schedule as gca_schedule
 
+from pipelines import cli
 from pipelines import config as config_lib
-from pipelines import pipeline_cli, vertex
+from pipelines import vertex_runner as vertex
+from trainer.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CONFIG = "configs/pipeline_vertex_base_tpu.yaml"
@@ -28,7 +30,7 @@ COMPONENTS = {"CorpusGen", "TokenizePack", "Trainer", "GlueEvaluator", "BertPush
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
   output = tmp_path_factory.mktemp("vertex") / "pipeline.json"
-  assert pipeline_cli.main(["compile", "--config", CONFIG, "--output", str(output)]) == 0
+  assert cli.main(["pipeline", "compile", "--config", CONFIG, "--output", str(output)]) == 0
   return output, json.loads(output.read_text())
 
 
@@ -131,7 +133,7 @@ def test_schedule_sends_a_cron_schedule_of_the_pipeline(compiled, recorded):
 def test_vertex_needs_a_gs_root(tmp_path):
   config = config_lib.load(CONFIG, {"root": str(tmp_path),
                                    "metadata_path": str(tmp_path / "m.sqlite")})
-  with pytest.raises(config_lib.PipelineConfigError, match="must be a gs:// path for Vertex"):
+  with pytest.raises(UserError, match="must be a gs:// path for Vertex"):
     vertex.compile_pipeline(config, str(tmp_path / "p.json"))
 
 

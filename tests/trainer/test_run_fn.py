@@ -5,7 +5,7 @@ import types
 import numpy as np
 import pytest
 
-from trainer import export_cli, run_fn
+from trainer import contract, run_fn
 from trainer.errors import UserError
 
 CONFIGS = ["wiki_books_pretrain_sequence_pack.yaml", "bert_en_uncased_base_token_drop.yaml",
@@ -36,11 +36,11 @@ def test_fn_args_become_the_experiment_config(tmp_path):
 def test_a_base_model_warm_starts_weights_and_importance(tmp_path):
   base = tmp_path / "base" / "Format-Serving"
   base.mkdir(parents=True)
-  np.save(base / export_cli.IMPORTANCE_NAME, np.ones(30522, np.float32))
+  np.save(base / contract.TOKEN_IMPORTANCE_FILE, np.ones(30522, np.float32))
   params = run_fn.experiment_params(_fn_args(tmp_path, base_model=str(base)),
                                     {"config_files": CONFIGS})
   assert params.task.init_checkpoint == f"{base}/tf2/bert_model.ckpt"
-  assert params.task.init_token_importance == f"{base}/{export_cli.IMPORTANCE_NAME}"
+  assert params.task.init_token_importance == f"{base}/{contract.TOKEN_IMPORTANCE_FILE}"
 
 
 def test_overrides_apply_last_and_mistakes_are_config_errors(tmp_path):

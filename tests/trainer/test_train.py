@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import export_cli, vocab
+from trainer import export, vocab
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VOCAB = vocab.bert_base_uncased_vocab_path()
@@ -84,7 +84,7 @@ def test_seed_command_line_trains_evaluates_and_writes_everything(trained_run):
   # tf.train.CheckpointManager saves at the first loop (step 10), then every checkpoint_interval.
   assert _checkpoint_steps(model_dir) == [10, 20]
   # Model Garden writes tuples as !!python/tuple, so read params.yaml with its reader.
-  encoder = export_cli.load_run_params(str(model_dir)).task.model.encoder.any
+  encoder = export.load_run_params(str(model_dir)).task.model.encoder.any
   assert (encoder.num_layers, encoder.hidden_size, encoder.token_keep_k) == (4, 64, 32)
   assert encoder.token_loss_beta == 0.995
 
@@ -297,10 +297,10 @@ def _trained_model(model_dir, **task_overrides):
   """The run's model restored from its last checkpoint (built like `tokendrop export` does)."""
   from official.core import task_factory
 
-  params = export_cli.load_run_params(str(model_dir))
+  params = export.load_run_params(str(model_dir))
   params.task.override(task_overrides)
   model = task_factory.get_task(params.task).build_model()
-  model(export_cli._dummy_inputs(params))
+  model(export.run.pretraining_inputs(params))
   return params, model
 
 
@@ -348,7 +348,7 @@ def test_hugging_face_export_warm_starts_the_task_with_the_same_outputs(exported
   params.task.init_checkpoint = str(out / "hf")
   task = task_factory.get_task(params.task)
   warm = task.build_model()
-  warm(export_cli._dummy_inputs(params))
+  warm(export.run.pretraining_inputs(params))
   task.initialize(warm)
   inputs = dict(_random_inputs(), masked_lm_positions=tf.constant([[1, 5, 9]] * 2))
   for key in ("sequence_output", "mlm_logits"):
@@ -424,7 +424,7 @@ def test_estimator_and_keep_schedule_are_reachable_from_params_override(tmp_path
                          "task.model.encoder.any.token_loss_estimator=bias_corrected",
                          *ANNEAL_OVERRIDES))
   assert result.returncode == 0, result.stderr[-3000:]
-  encoder = export_cli.load_run_params(str(model_dir)).task.model.encoder.any
+  encoder = export.load_run_params(str(model_dir)).task.model.encoder.any
   assert (encoder.token_loss_estimator, encoder.token_keep_schedule) == ("bias_corrected",
                                                                          "anneal")
   reader = tf.train.load_checkpoint(str(model_dir / "ckpt-20"))

@@ -21,8 +21,10 @@ from components.common.tokenizer import make_tokenizer
 from components.corpus_gen.component import CorpusGen, corpus_gen
 from components.tokenize_pack import component, pipeline
 from components.tokenize_pack.component import PretrainDataStatistics, TokenizePack
+from components.tokenize_pack.config import DataOptions
 from tests.components.tokenize_pack.conftest import VOCAB, imdb_reviews, write_documents
 from trainer import data, vocab
+from trainer.errors import UserError
 
 NUM_REVIEWS = 50
 SEQ_LENGTHS = (64, 64, 32)  # one per run
@@ -31,8 +33,8 @@ Execution = metadata_store_pb2.Execution
 
 def _pipeline(root, seq_length: int) -> tfx.dsl.Pipeline:
   corpus = corpus_gen(str(root / "corpus"), "span-{SPAN}/*.txt")
-  tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], seq_length=seq_length,
-                               vocab=VOCAB, validation_fraction=0.2, num_shards=2)
+  tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], options=DataOptions(
+      seq_length=seq_length, vocab_file=VOCAB, validation_fraction=0.2, num_shards=2))
   return tfx.dsl.Pipeline(
       pipeline_name="tokenize-pack-test", pipeline_root=str(root / "pipeline"),
       components=[corpus, tokenize_pack], enable_cache=True,
@@ -159,7 +161,8 @@ def test_beam_pipeline_args_and_artifact_dirs_reach_the_data_pipeline(monkeypatc
       beam_pipeline_args=dataflow))
   with pytest.raises(StopIteration):
     executor.Do({"corpus": [corpus]}, outputs,
-                {"seq_length": 128.0, "vocab": VOCAB, "lower_case": 0, "whole_word_masking": 1})
+                {"seq_length": 128.0, "vocab_file": VOCAB, "lower_case": 0, "whole_word_masking": 1,
+                 "special_tokens": "[PAD],[UNK],[CLS],[SEP],[MASK],[unused0]"})
   assert seen["pipeline_args"][:len(dataflow)] == dataflow
   config = seen["config"]
   assert config.input_patterns == (f"{tmp_path}/corpus/Split-corpus/*",)
@@ -169,20 +172,31 @@ def test_beam_pipeline_args_and_artifact_dirs_reach_the_data_pipeline(monkeypatc
   # Vertex may hand ints over as floats, and booleans travel as ints.
   assert (config.seq_length, config.lower_case, config.whole_word_masking) == (128, False, True)
   assert isinstance(config.seq_length, int)
+  assert config.special_tokens[-1] == "[unused0]" and len(config.special_tokens) == 6
 
 
-def test_bad_parameters_fail_when_the_pipeline_is_built(tmp_path):
-  corpus = corpus_gen(str(tmp_path), "{SPAN}/*").outputs["examples"]
-  with pytest.raises(ValueError, match="exactly one of --vocab FILE or --learn_vocab_size"):
-    TokenizePack(corpus=corpus, seq_length=64)
-  with pytest.raises(ValueError, match="--masking must be one of"):
-    TokenizePack(corpus=corpus, vocab=VOCAB, masking="sometimes")
+def test_bad_options_fail_before_the_pipeline_is_built():
+  with pytest.raises(UserError, match="set exactly one of vocab_file .* or learn_vocab_size"):
+    DataOptions(seq_length=64)
+  with pytest.raises(UserError, match="masking must be one of"):
+    DataOptions(vocab_file=VOCAB, masking="sometimes")
+
+
+def test_parameters_are_the_options_and_survive_the_round_trip():
+  options = DataOptions(vocab_file=VOCAB, seq_length=96, whole_word_masking=True,
+                        special_tokens=("[MASK]", "[SEP]", "[CLS]", "[UNK]", "[PAD]"))
+  parameters = component.to_parameters(options)
+  assert set(parameters) == {f.name for f in DataOptions.option_fields()}
+  assert set(component.TokenizePackSpec.PARAMETERS) == set(parameters)
+  assert parameters["whole_word_masking"] == 1
+  assert parameters["special_tokens"] == "[MASK],[SEP],[CLS],[UNK],[PAD]"
+  assert DataOptions(**component.from_parameters(parameters)) == options
 
 
 def test_it_compiles_for_vertex_with_the_pipelines_beam_args(tmp_path):
   corpus = corpus_gen("gs://bucket/corpus", "span-{SPAN}/*.txt")
-  tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], seq_length=128,
-                               vocab="gs://bucket/vocab.txt", whole_word_masking=True)
+  tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], options=DataOptions(
+      seq_length=128, vocab_file="gs://bucket/vocab.txt", whole_word_masking=True))
   dataflow = ["--runner=DataflowRunner", "--project=p", "--region=r"]
   output = tmp_path / "pipeline.json"
   tfx.orchestration.experimental.KubeflowV2DagRunner(
@@ -196,9 +210,14 @@ def test_it_compiles_for_vertex_with_the_pipelines_beam_args(tmp_path):
   assert container["args"][:2] == ["--executor_class_path", f"{component.__name__}.Executor"]
   assert container["args"][-len(dataflow):] == dataflow
   definition = spec["components"]["TokenizePack"]
-  assert definition["inputDefinitions"]["parameters"] == {
-      "seq_length": {"type": "INT"}, "vocab": {"type": "STRING"},
-      "whole_word_masking": {"type": "INT"}}
+  parameters = definition["inputDefinitions"]["parameters"]
+  assert {name: parameters[name] for name in ("seq_length", "vocab_file", "whole_word_masking",
+                                              "masked_lm_prob", "special_tokens")} == {
+      "seq_length": {"type": "INT"}, "vocab_file": {"type": "STRING"},
+      "whole_word_masking": {"type": "INT"}, "masked_lm_prob": {"type": "DOUBLE"},
+      "special_tokens": {"type": "STRING"}}
+  # Unset options (learn_vocab_size: None) are not parameters of this pipeline.
+  assert "learn_vocab_size" not in parameters
   statistics = definition["outputDefinitions"]["artifacts"]["statistics"]
   assert statistics["artifactType"]["instanceSchema"].startswith(
       f"title: {PretrainDataStatistics.TYPE_NAME}\n")

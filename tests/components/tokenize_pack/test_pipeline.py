@@ -245,8 +245,8 @@ def test_a_corpus_without_usable_text_is_a_clear_error(tmp_path, capsys):
 
 
 def test_bad_options_name_the_flag():
-  with pytest.raises(ValueError, match="--packing sentence_pairs .* use --masking static"):
+  with pytest.raises(ValueError, match="packing sentence_pairs .* use masking static"):
     PrepareDataConfig(input_patterns=("x",), output_dir="o", vocab_file=VOCAB,
                       packing="sentence_pairs", masking="dynamic")
-  with pytest.raises(ValueError, match="exactly one of --vocab FILE or --learn_vocab_size"):
+  with pytest.raises(ValueError, match="set exactly one of vocab_file"):
     PrepareDataConfig(input_patterns=("x",), output_dir="o")
