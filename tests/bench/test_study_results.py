@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.study import analyse, measure, plot, run_study
+from bench.study import analyse, load, measure, plot, run_study
 from trainer import contract, flops
 
 
@@ -111,3 +111,34 @@ def test_cumulative_flops_follow_the_stages_of_a_run():
   run = flops.RunFlops(keep_counts=(2, 4), step_flops=(10.0, 30.0), stage_steps=(3, 2))
   # Stage 0 costs 10 a step for 3 steps, stage 1 then 30 a step for 2.
   assert [plot.flops_until(run, step) for step in (0, 1, 3, 4, 5, 9)] == [0, 10, 30, 60, 90, 90]
+
+
+def _record(finals: dict[str, dict[int, tuple[float, float]]], flops_by_model, seconds) -> dict:
+  """A study_run.json with (full depth, as trained) final losses per model and seed."""
+  runs = {f"{name}_s{seed}": {
+      "final": {"validation_loss": full, "validation_loss_as_trained": trained},
+      "flops": {"total_flops": flops_by_model[name]}, "train_seconds": seconds[name][seed]}
+      for name, by_seed in finals.items() for seed, (full, trained) in by_seed.items()}
+  return {"command": "c", "run_date": "d", "train_steps": {}, "stage_seconds": {},
+          "args": {"models": list(finals), "seeds": [1, 2]},
+          "analysis": {"runs": runs, "phase": {}, "importance": {}, "unigram_loss": 7.0}}
+
+
+def test_analysis_pairs_seeds_and_keeps_only_comparisons_of_models_that_ran():
+  study = load.Study.from_record(_record(
+      {"baseline": {1: (6.0, 6.1), 2: (6.2, 6.4)}, "token_drop": {1: (6.5, 5.9), 2: (6.6, 6.0)}},
+      {"baseline": 400.0, "token_drop": 300.0},
+      {"baseline": {1: 10.0, 2: 20.0}, "token_drop": {1: 8.0, 2: 13.0}}))
+  analysis = analyse.analyse(study)
+  # Of the table, only token drop against BERT at equal steps has both models.
+  (difference,) = analysis.differences
+  assert (difference.comparison.first, difference.comparison.second) == ("token_drop", "baseline")
+  # As trained: 5.9 - 6.1 and 6.0 - 6.4, mean -0.3, sample std 0.1 * sqrt(2), so the
+  # standard error is 0.1: 0.3 is beyond two of them.
+  assert difference.mean == pytest.approx(-0.3)
+  assert difference.standard_error == pytest.approx(0.1)
+  assert (difference.seeds, difference.verdict) == (2, "better")
+  assert analysis.flop_ratios == {"baseline": 1.0, "token_drop": 0.75}
+  assert analysis.time_ratios == {"baseline": {1: 1.0, 2: 1.0}, "token_drop": {1: 0.8, 2: 0.65}}
+  assert analysis.full_depth_gaps["token_drop"] == {1: pytest.approx(0.6), 2: pytest.approx(0.6)}
+  assert study.final_losses() == [6.0, 6.2, 6.5, 6.6]
