@@ -15,6 +15,7 @@ import sys
 
 from components.glue_eval import evaluate, finetune, tasks
 from components.glue_eval import report as report_lib
+from trainer.errors import UserError, first_line
 
 _PROG = "tokendrop evaluate-glue"
 
@@ -89,8 +90,9 @@ def main(argv: list[str]) -> int:
         args.checkpoint, task_list, args.output_dir, glue_dir=args.glue_dir,
         tfds_data_dir=args.tfds_data_dir, config=config, lower_case=args.lower_case,
         baseline_report=baseline, policy=policy)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"{_PROG}: error: {e}", file=sys.stderr)
+  except (UserError, ValueError, FileNotFoundError) as e:
+    # ValueError: the task list and report readers (components/glue_eval) name the mistake.
+    print(f"{_PROG}: error: {first_line(e)}", file=sys.stderr)
     return 2
   sys.stdout.write(report_lib.markdown(report, baseline))
   print(f"wrote {args.output_dir}/{{{report_lib.REPORT_JSON},{report_lib.REPORT_MARKDOWN},"

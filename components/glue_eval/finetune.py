@@ -33,6 +33,7 @@ from components.glue_eval.data import Example, TaskData
 from components.glue_eval.tasks import Task
 from components.glue_eval.tokenize import PairEncoder
 from trainer import contract, export
+from trainer.errors import UserError
 
 _log = logging.getLogger(__name__)
 
@@ -72,18 +73,18 @@ class FineTuneConfig:
     if self.max_train_examples is not None and self.max_train_examples < 1:
       problems.append(f"max_train_examples {self.max_train_examples} must be at least 1")
     if problems:
-      raise ValueError("bad fine-tuning config: " + "; ".join(problems))
+      raise UserError("bad fine-tuning config: " + "; ".join(problems))
 
   @classmethod
   def from_dict(cls, values: Mapping) -> "FineTuneConfig":
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - fields)
     if unknown:
-      raise ValueError(f"unknown fine-tuning setting(s) {unknown}; known: {sorted(fields)}")
+      raise UserError(f"unknown fine-tuning setting(s) {unknown}; known: {sorted(fields)}")
     try:
       return cls(**values)
     except TypeError as e:
-      raise ValueError(f"bad fine-tuning config {dict(values)}: {e}") from e
+      raise UserError(f"bad fine-tuning config {dict(values)}: {e}") from e
 
   @classmethod
   def from_json(cls, text: str) -> "FineTuneConfig":
@@ -91,9 +92,9 @@ class FineTuneConfig:
     try:
       values = json.loads(text or "{}")
     except json.JSONDecodeError as e:
-      raise ValueError(f"fine-tuning config is not valid JSON ({e}): {text!r}") from e
+      raise UserError(f"fine-tuning config is not valid JSON ({e}): {text!r}") from e
     if not isinstance(values, dict):
-      raise ValueError(f"fine-tuning config must be a JSON object, got {text!r}")
+      raise UserError(f"fine-tuning config must be a JSON object, got {text!r}")
     return cls.from_dict(values)
 
   def to_dict(self) -> dict:
