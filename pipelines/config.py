@@ -183,8 +183,10 @@ def _check(config: PipelineConfig, path: str) -> None:
     problems.append("metadata_path is empty (a local run keeps MLMD in SQLite there)")
   if config.is_cloud and config.vertex is None:
     problems.append("root is on gs:// but there is no vertex: section (project, region, image)")
-  if config.training.vertex is not None and config.vertex is None:
-    problems.append("training.vertex needs a vertex: section (project, region, image)")
+  if config.training.vertex is not None:
+    if config.vertex is None:
+      problems.append("training.vertex needs a vertex: section (project, region, image)")
+    problems += _vertex_training_problems(config.training.vertex)
   if problems:
     raise UserError(f"pipeline config {path}: " + "; ".join(problems))
   try:
@@ -196,6 +198,23 @@ def _check(config: PipelineConfig, path: str) -> None:
   except ValueError as e:
     raise UserError(f"glue.finetune: {e}") from e
   check_training(config.training)
+
+
+def _vertex_training_problems(job: VertexTrainingConfig) -> list[str]:
+  """The custom job's machine, checked against the Vertex API's own accelerator names."""
+  from google.cloud.aiplatform_v1.types import AcceleratorType
+
+  problems = []
+  known = [name for name in AcceleratorType.__members__ if name != "ACCELERATOR_TYPE_UNSPECIFIED"]
+  if job.accelerator_type not in known:
+    problems.append(f"training.vertex.accelerator_type {job.accelerator_type!r} is not a "
+                    f"Vertex accelerator; choose from {known}")
+  if job.accelerator_count < 1:
+    problems.append(f"training.vertex.accelerator_count must be at least 1, got "
+                    f"{job.accelerator_count}")
+  if not job.machine_type:
+    problems.append("training.vertex.machine_type is empty (cloud-tpu for TPU v2/v3)")
+  return problems
 
 
 def check_training(training: TrainingConfig) -> None:

@@ -58,6 +58,14 @@ LOCAL_MISTAKES = [
 ]
 
 
+def test_the_vertex_training_job_is_checked_against_the_vertex_api(capsys):
+  assert cli.main(["pipeline", "compile", "--config", VERTEX, "--output", "x.json", "--set",
+                   "training.vertex.accelerator_type=TPU_V9"]) == 2
+  error = capsys.readouterr().err
+  assert "training.vertex.accelerator_type 'TPU_V9' is not a Vertex accelerator" in error
+  assert "'TPU_V3'" in error and error.count("\n") == 1
+
+
 @pytest.mark.parametrize("action", ["run", "compile", "submit", "schedule"])
 @pytest.mark.parametrize("flags,message", LOCAL_MISTAKES)
 def test_config_mistakes_stop_every_action_in_one_line(capsys, action, flags, message):
