@@ -5,6 +5,8 @@ as BERT's create_pretraining_data reads it, or one document per line); JSONL
 with the text in a named field; and TFRecords of tf.train.Examples with the
 text in a named bytes feature (`tfrecord_text`, what the CorpusGen component
 writes), read with tf.data's TFRecord reader, which checks every record's CRCs.
+Beam's ReadAllFromTFRecord does not fit: it spreads a file's records over bundles,
+while the chunk keys need each file read in order by one worker.
 Any of them may be gzipped (`.gz`). Text goes through Beam's filesystems and
 TFRecords through TF's, so `gs://` patterns work on Dataflow.
 
