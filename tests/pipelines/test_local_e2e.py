@@ -4,9 +4,11 @@
 2. span 2 added, `tokendrop pipeline run`: warm-starts from run 1's blessed model;
 3. nothing new: the corpus and data stages are cache hits.
 
-Each test below checks one run; they share the module's pipeline root and MLMD.
+One module fixture makes the three runs and keeps what MLMD and the push destination held
+after each; each test checks one run, so any of them runs alone (`-k`).
 """
 
+import dataclasses
 import itertools
 import json
 import os
@@ -16,15 +18,19 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components import packaged_corpora
-from trainer import export
+from components.common import packaged_corpora
+from trainer import contract, export
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 NAME = "tokendrop-e2e"
+TRAIN_SPLIT, VALIDATION_SPLIT = contract.SPLITS
+# configs/tiny_token_drop.yaml: 4 layers, 32 of 64 tokens kept.
+TINY_LAYERS, TINY_KEPT = 4, 32
 
 
 def _write_span(corpus: pathlib.Path, span: int, reviews: list[str]) -> None:
@@ -33,14 +39,26 @@ def _write_span(corpus: pathlib.Path, span: int, reviews: list[str]) -> None:
   (directory / "reviews.txt").write_text("\n\n".join(reviews) + "\n", encoding="utf-8")
 
 
+@dataclasses.dataclass(frozen=True)
+class AfterRun:
+  """What one run left: MLMD's artifacts by type (oldest first) and the published versions."""
+  artifacts: dict[str, list[metadata_store_pb2.Artifact]]
+  published: list[pathlib.Path]
+
+  def of_type(self, type_name: str) -> list[metadata_store_pb2.Artifact]:
+    return self.artifacts.get(type_name, [])
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def runs(tmp_path_factory) -> list[AfterRun]:
+  """The three runs, in order; what each left, in the same order."""
   root = tmp_path_factory.mktemp("e2e")
   config = {
       "name": NAME, "root": str(root / "root"), "metadata_path": str(root / "mlmd.sqlite"),
       "beam_pipeline_args": ["--runner=DirectRunner", "--direct_running_mode=in_memory"],
       "corpus": {"input_base": str(root / "corpus"), "file_pattern": "span-{SPAN}/*.txt"},
-      "data": {"seq_length": 64, "validation_fraction": 0.2, "num_shards": 1},
+      "data": {"vocab_file": "bert-base-uncased", "seq_length": 64, "validation_fraction": 0.2,
+               "num_shards": 1},
       "training": {
           "config_files": ["wiki_books_pretrain_sequence_pack.yaml",
                            "bert_en_uncased_base_token_drop.yaml", "tiny_token_drop.yaml"],
@@ -62,9 +80,28 @@ def run(tmp_path_factory):
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
-    return result
 
-  return root, reviews, execute
+  def after_run() -> AfterRun:
+    store = _store(root)
+    names = {t.id: t.name for t in store.get_artifact_types()}
+    artifacts: dict[str, list] = {}
+    for artifact in sorted(store.get_artifacts(), key=lambda a: a.id):
+      artifacts.setdefault(names[artifact.type_id], []).append(artifact)
+    published = sorted((root / "published").iterdir()) if (root / "published").exists() else []
+    return AfterRun(artifacts, published)
+
+  _write_span(root / "corpus", 1, reviews[:60])
+  execute("tfx", "pipeline", "create", "--engine=local",
+          "--pipeline_path=pipelines/local_runner.py")
+  execute("tfx", "run", "create", "--engine=local", f"--pipeline_name={NAME}")
+  first = after_run()
+  _write_span(root / "corpus", 2, reviews[60:])
+  pipeline_run = (sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config",
+                  str(root / "pipeline.yaml"))
+  execute(*pipeline_run)
+  second = after_run()
+  execute(*pipeline_run)
+  return [first, second, after_run()]
 
 
 def _store(root: pathlib.Path) -> metadata_store.MetadataStore:
@@ -72,10 +109,6 @@ def _store(root: pathlib.Path) -> metadata_store.MetadataStore:
   connection.sqlite.filename_uri = str(root / "mlmd.sqlite")
   connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
   return metadata_store.MetadataStore(connection)
-
-
-def _artifacts(store, type_name):
-  return sorted(store.get_artifacts_by_type(type_name), key=lambda a: a.id)
 
 
 def _value(artifact, key):
@@ -91,86 +124,78 @@ def _int(artifact, key):
   return int(_value(artifact, key))
 
 
-def _published(root):
-  return sorted((root / "published").iterdir())
-
-
-def test_first_run_with_the_tfx_cli_publishes_a_blessed_standard_bert(run):
-  root, reviews, execute = run
-  _write_span(root / "corpus", 1, reviews[:60])
-  execute("tfx", "pipeline", "create", "--engine=local",
-          "--pipeline_path=pipelines/local_runner.py")
-  execute("tfx", "run", "create", "--engine=local", f"--pipeline_name={NAME}")
-
-  store = _store(root)
-  corpus, examples = _artifacts(store, "Examples")
+def test_first_run_with_the_tfx_cli_publishes_a_blessed_standard_bert(runs):
+  run = runs[0]
+  corpus, examples = run.of_type("Examples")
   assert _int(corpus, "span") == 1
-  assert json.loads(_value(examples, "split_names")) == ["train", "validation"]
-  (statistics,) = _artifacts(store, "tokendrop.PretrainDataStatistics")
-  stats = json.loads((pathlib.Path(statistics.uri) / "stats.json").read_text())
+  assert json.loads(_value(examples, "split_names")) == [TRAIN_SPLIT, VALIDATION_SPLIT]
+  (statistics,) = run.of_type("tokendrop.PretrainDataStatistics")
+  stats = json.loads((pathlib.Path(statistics.uri) / contract.DATA_STATS_FILE).read_text())
   assert stats["documents"]["read"] == 60
-  (model,) = _artifacts(store, "Model")
-  (blessing,) = _artifacts(store, "ModelBlessing")
+  (model,) = run.of_type("Model")
+  (blessing,) = run.of_type("ModelBlessing")
   assert _int(blessing, "blessed") == 1 and _int(blessing, "current_model_id") == model.id
-  (pushed,) = _artifacts(store, "PushedModel")
+  (pushed,) = run.of_type("PushedModel")
   assert _int(pushed, "pushed") == 1
 
-  (version,) = _published(root)
+  (version,) = run.published
   assert _value(pushed, "pushed_destination") == str(version)
-  assert {"tf2", "hf", "saved_model", "token_importance.npy", "token_importance_counts.npy",
-          "training_params.yaml", "eval_metrics.json", "glue_report.json", "glue_report.md",
-          "glue_report.png", "data_stats.json",
-          "model_card.md", "model_card.json", "PUBLISHED"} == {p.name for p in version.iterdir()}
-  card = json.loads((version / "model_card.json").read_text())
+  assert {contract.TF2_DIR, contract.HF_DIR, contract.SAVED_MODEL_DIR,
+          contract.TOKEN_IMPORTANCE_FILE, "token_importance_counts.npy",
+          contract.TRAINING_PARAMS_FILE, contract.EVAL_METRICS_FILE, contract.GLUE_REPORT_JSON,
+          contract.GLUE_REPORT_MD, contract.GLUE_REPORT_PNG, "data_stats.json",
+          contract.MODEL_CARD_MD, contract.MODEL_CARD_JSON, "PUBLISHED"} == {
+              p.name for p in version.iterdir()}
+  card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
   assert card["lineage"]["model_artifact_id"] == model.id
-  assert card["token_dropping"]["token_keep_k"] == 32
+  assert card["token_dropping"]["token_keep_k"] == TINY_KEPT
   assert card["data"]["documents"]["read"] == 60
   # Both validations of the Trainer's last evaluation, and FLOPs of its one kept count.
-  metrics = json.loads((version / "eval_metrics.json").read_text())
+  metrics = json.loads((version / contract.EVAL_METRICS_FILE).read_text())
   pretraining = card["pretraining"]
   assert pretraining["validation_step"] == metrics["step"]
   assert pretraining["validation_loss"] == round(metrics["validation_loss"], 4)
   assert pretraining["validation_loss_as_trained"] == round(
-      metrics["validation_loss_as_trained"], 4)
-  assert pretraining["training_flops"]["kept_tokens_per_stage"] == [32]
-  assert "as trained" in (version / "model_card.md").read_text()
-  # The published checkpoint is an ordinary BERT: a plain BertEncoderV2 restores all of it.
-  encoder = export.build_bert_encoder_from_bert_config(str(version / "tf2" / "bert_config.json"))
-  export.restore_encoder(encoder, str(version / "tf2" / "bert_model.ckpt"))
-  assert type(encoder).__name__ == "BertEncoderV2"
+      metrics["validation_loss" + contract.AS_TRAINED_SUFFIX], 4)
+  assert pretraining["training_flops"]["kept_tokens_per_stage"] == [TINY_KEPT]
+  assert "as trained" in (version / contract.MODEL_CARD_MD).read_text()
+  # The published checkpoint is an ordinary BERT: a plain BertEncoderV2 of the tiny config's
+  # layers restores all of it, the word embeddings being the trained table the MLM head shares.
+  checkpoint = str(version / contract.TF2_DIR / contract.CHECKPOINT_NAME)
+  encoder = export.build_bert_encoder_from_bert_config(
+      str(version / contract.TF2_DIR / contract.BERT_CONFIG_FILE))
+  export.restore_encoder(encoder, checkpoint)
+  assert len(encoder.transformer_layers) == TINY_LAYERS
+  np.testing.assert_array_equal(
+      encoder.get_embedding_table().numpy(),
+      tf.train.load_variable(checkpoint, "masked_lm/embedding_table/.ATTRIBUTES/VARIABLE_VALUE"))
 
 
-def test_a_new_span_warm_starts_from_the_blessed_model(run):
-  root, reviews, execute = run
-  _write_span(root / "corpus", 2, reviews[60:])
-  execute(sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config",
-          str(root / "pipeline.yaml"))
-
-  store = _store(root)
-  first, second = _artifacts(store, "Model")
-  corpus_artifacts = [a for a in _artifacts(store, "Examples") if "CorpusGen" in a.uri]
+def test_a_new_span_warm_starts_from_the_blessed_model(runs):
+  run = runs[1]
+  first, second = run.of_type("Model")
+  corpus_artifacts = [a for a in run.of_type("Examples") if "CorpusGen" in a.uri]
   assert [_int(a, "span") for a in corpus_artifacts] == [1, 2]
-  first_export = pathlib.Path(first.uri) / "Format-Serving"
-  second_export = pathlib.Path(second.uri) / "Format-Serving"
-  params = yaml.load((second_export / "training_params.yaml").read_text(),
+  first_export = pathlib.Path(first.uri) / contract.SERVING_SUBDIR
+  second_export = pathlib.Path(second.uri) / contract.SERVING_SUBDIR
+  params = yaml.load((second_export / contract.TRAINING_PARAMS_FILE).read_text(),
                      Loader=yaml.FullLoader)
-  assert params["task"]["init_checkpoint"] == str(first_export / "tf2" / "bert_model.ckpt")
-  assert params["task"]["init_token_importance"] == str(first_export / "token_importance.npy")
+  assert params["task"]["init_checkpoint"] == str(
+      first_export / contract.TF2_DIR / contract.CHECKPOINT_NAME)
+  assert params["task"]["init_token_importance"] == str(
+      first_export / contract.TOKEN_IMPORTANCE_FILE)
   # The table continued: ids learned in run 1 and not predicted in run 2 keep run 1's values.
-  table1 = np.load(first_export / "token_importance.npy")
-  table2 = np.load(second_export / "token_importance.npy")
+  table1 = np.load(first_export / contract.TOKEN_IMPORTANCE_FILE)
+  table2 = np.load(second_export / contract.TOKEN_IMPORTANCE_FILE)
   learned = table1 != 10.0
   assert learned.sum() > 100 and np.sum(table2[learned] == table1[learned]) > 50
-  assert len(_published(root)) == 2
-  report = json.loads((_published(root)[-1] / "glue_report.json").read_text())
+  assert len(run.published) == 2
+  report = json.loads((run.published[-1] / contract.GLUE_REPORT_JSON).read_text())
   assert report["blessing"]["baseline_score"] is not None  # compared with run 1's score
 
 
-def test_an_unchanged_corpus_is_a_cache_hit_for_the_data_stages(run):
-  root, _, execute = run
-  before = len(_artifacts(_store(root), "Examples"))
-  execute(sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config",
-          str(root / "pipeline.yaml"))
-  store = _store(root)
-  assert len(_artifacts(store, "Examples")) == before  # CorpusGen and TokenizePack cached
-  assert len(_artifacts(store, "Model")) == 3  # the Trainer warm-starts from model 2: new input
+def test_an_unchanged_corpus_is_a_cache_hit_for_the_data_stages(runs):
+  before, after = runs[1], runs[2]
+  # CorpusGen and TokenizePack cached: no new Examples.
+  assert [a.id for a in after.of_type("Examples")] == [a.id for a in before.of_type("Examples")]
+  assert len(after.of_type("Model")) == 3  # the Trainer warm-starts from model 2: new input
