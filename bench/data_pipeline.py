@@ -134,11 +134,13 @@ def _worker_import_only() -> dict:
 def _tf_models_padding(path: str) -> tuple[int, float]:
   import tensorflow as tf
 
+  from trainer import contract
+
   examples, real = 0, 0
   for record in tf.data.TFRecordDataset(path):
     example = tf.train.Example.FromString(record.numpy())
     examples += 1
-    real += sum(example.features.feature["input_mask"].int64_list.value)
+    real += sum(example.features.feature[contract.INPUT_MASK].int64_list.value)
   return examples, real / max(1, examples * SEQ_LENGTH)
 
 

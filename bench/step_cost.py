@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from official.core import exp_factory, task_factory
 
-from trainer import configs, flops, vocab  # noqa: F401  (configs registers the experiments)
+from trainer import configs, contract, flops, vocab  # noqa: F401  (configs registers experiments)
 from trainer import task as _task  # noqa: F401  (registers the task)
 from trainer.encoder import TokenDropSchedule
 
@@ -100,12 +100,12 @@ def batch(shape: Shape, vocab_file: str, seed: int = 0) -> dict[str, tf.Tensor]:
   ids[np.arange(shape.batch_size)[:, None], positions] = special.mask
   ones = np.ones((shape.batch_size, shape.seq_length), np.int32)
   return {
-      "input_word_ids": tf.constant(ids, tf.int32),
-      "input_mask": tf.constant(ones),
-      "input_type_ids": tf.zeros_like(ones),
-      "masked_lm_positions": tf.constant(positions, tf.int32),
-      "masked_lm_ids": tf.constant(labels, tf.int32),
-      "masked_lm_weights": tf.ones((shape.batch_size, shape.max_predictions), tf.float32),
+      contract.WORD_IDS: tf.constant(ids, tf.int32),
+      contract.INPUT_MASK: tf.constant(ones),
+      contract.TYPE_IDS: tf.zeros_like(ones),
+      contract.MASKED_POSITIONS: tf.constant(positions, tf.int32),
+      contract.MASKED_IDS: tf.constant(labels, tf.int32),
+      contract.MASKED_WEIGHTS: tf.ones((shape.batch_size, shape.max_predictions), tf.float32),
   }
 
 

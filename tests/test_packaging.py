@@ -23,7 +23,7 @@ def test_wheel_has_packages_and_tokendrop_console_script(tmp_path):
   assert build.returncode == 0, build.stderr
   wheel = tmp_path / build.stdout.strip().splitlines()[-1]
   names = zipfile.ZipFile(wheel).namelist()
-  for module in ("trainer/vocab.py", "components/packaged_corpora.py", "pipelines/cli.py"):
+  for module in ("trainer/vocab.py", "components/common/packaged_corpora.py", "pipelines/cli.py"):
     assert module in names
   assert not any(n.startswith("tests/") for n in names)
   entry_points = next(n for n in names if n.endswith("entry_points.txt"))

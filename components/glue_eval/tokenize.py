@@ -1,7 +1,7 @@
 """Examples -> BERT inputs: [CLS] a [SEP] (b [SEP]), with the pretraining tokenizer and vocab.
 
-The tokenizer is components.tokenize_pack's make_tokenizer over the exported vocab.txt, so
-fine-tuning sees the ids pretraining saw; special ids come from that vocab.
+The tokenizer is components.common's make_tokenizer (the one TokenizePack uses) over the
+exported vocab.txt, so fine-tuning sees the ids pretraining saw; special ids come from that vocab.
 """
 
 from collections.abc import Sequence
@@ -83,4 +83,4 @@ class PairEncoder:
       word_ids[i, :len(first) + len(second)] = first + second
       type_ids[i, len(first):len(first) + len(second)] = 1
     mask = (np.arange(width)[None, :] < np.array(lengths)[:, None]).astype(np.int32)
-    return {"input_word_ids": word_ids, "input_mask": mask, "input_type_ids": type_ids}
+    return {contract.WORD_IDS: word_ids, contract.INPUT_MASK: mask, contract.TYPE_IDS: type_ids}

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from components import packaged_corpora
+from components.common import packaged_corpora
 from components.tokenize_pack import config as config_lib
 from components.tokenize_pack import pipeline
 from trainer import vocab
