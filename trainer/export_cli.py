@@ -17,14 +17,6 @@ import tensorflow as tf
 from trainer import contract, export
 from trainer.errors import UserError
 
-# For callers not yet moved to trainer.export and trainer.contract (components/publish,
-# bench/study, tests/trainer/test_train.py and test_run_fn.py); delete once they are.
-from trainer.export import load_params_file, load_run_params  # noqa: F401
-from trainer.export.run import pretraining_inputs as _dummy_inputs  # noqa: F401
-
-IMPORTANCE_NAME = contract.TOKEN_IMPORTANCE_FILE
-TRAINING_PARAMS_NAME = contract.TRAINING_PARAMS_FILE
-
 
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(prog="tokendrop export", description=__doc__,

@@ -14,7 +14,7 @@ from scipy import stats as scipy_stats
 
 from bench.study.load import UNTRAINED
 from trainer import contract, flops, vocab
-from trainer.export_cli import load_run_params
+from trainer.export import load_run_params
 
 TRAIN_SPLIT, VALIDATION_SPLIT = contract.SPLITS
 IMPORTANCE_RUNS = ("token_drop", "bias_corrected", "anneal")

@@ -53,7 +53,7 @@ from bench.study import measure, results  # noqa: E402
 from bench.study.load import UNTRAINED  # noqa: E402
 from components.common import packaged_corpora  # noqa: E402
 from trainer import contract, flops, vocab  # noqa: E402
-from trainer.export_cli import load_params_file  # noqa: E402
+from trainer.export import load_params_file  # noqa: E402
 
 TRAIN_SPLIT, VALIDATION_SPLIT = contract.SPLITS
 

@@ -17,7 +17,7 @@ from components.glue_eval import finetune
 from components.glue_eval import report as report_lib
 from components.glue_eval.tasks import Task
 from components.glue_eval.tokenize import PairEncoder
-from trainer import export
+from trainer import contract
 
 _log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class BlessingPolicy:
 
 
 def _check_seq_length(checkpoint_dir: str, max_seq_length: int) -> None:
-  with tf.io.gfile.GFile(os.path.join(checkpoint_dir, export.BERT_CONFIG_NAME)) as f:
+  with tf.io.gfile.GFile(os.path.join(checkpoint_dir, contract.BERT_CONFIG_FILE)) as f:
     max_positions = json.load(f).get("max_position_embeddings")
   if max_positions is not None and max_seq_length > max_positions:
     raise ValueError(f"max_seq_length {max_seq_length} exceeds the checkpoint's "
@@ -57,7 +57,7 @@ def evaluate_glue(checkpoint: str, tasks: Sequence[Task], output_dir: str, *,
   checkpoint_dir = finetune.find_checkpoint_dir(checkpoint)
   _check_seq_length(checkpoint_dir, config.max_seq_length)
   task_data = [data_lib.read_task(task, glue_dir, tfds_data_dir) for task in tasks]
-  encoder = PairEncoder(os.path.join(checkpoint_dir, export.VOCAB_NAME), config.max_seq_length,
+  encoder = PairEncoder(os.path.join(checkpoint_dir, contract.VOCAB_FILE), config.max_seq_length,
                         lower_case)
   tensorboard_dir = os.path.join(output_dir, report_lib.TENSORBOARD_DIR)
   results = {}

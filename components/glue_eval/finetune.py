@@ -123,22 +123,24 @@ def find_checkpoint_dir(path: str) -> str:
   """The export's tf2/ directory, given it or the export root that holds it."""
   path = str(path).rstrip("/")
   for candidate in (path, os.path.join(path, contract.TF2_DIR)):
-    if tf.io.gfile.exists(os.path.join(candidate, export.BERT_CONFIG_NAME)):
-      missing = [name for name in (export.VOCAB_NAME, export.CHECKPOINT_NAME + ".index")
+    if tf.io.gfile.exists(os.path.join(candidate, contract.BERT_CONFIG_FILE)):
+      missing = [name for name in (contract.VOCAB_FILE, contract.CHECKPOINT_NAME + ".index")
                  if not tf.io.gfile.exists(os.path.join(candidate, name))]
       if missing:
         raise FileNotFoundError(f"checkpoint directory {candidate!r} lacks {missing}; pass the "
                                 "tf2/ directory that `tokendrop export` writes")
       return candidate
-  raise FileNotFoundError(f"no exported checkpoint in {path!r}: expected {export.BERT_CONFIG_NAME}"
-                          f", {export.CHECKPOINT_NAME}.* and {export.VOCAB_NAME} there or in "
-                          f"{os.path.join(path, 'tf2')!r} (`tokendrop export` writes OUT/tf2)")
+  raise FileNotFoundError(f"no exported checkpoint in {path!r}: expected "
+                          f"{contract.BERT_CONFIG_FILE}, {contract.CHECKPOINT_NAME}.* and "
+                          f"{contract.VOCAB_FILE} there or in "
+                          f"{os.path.join(path, contract.TF2_DIR)!r} (`tokendrop export` writes "
+                          f"OUT/{contract.TF2_DIR})")
 
 
 def build_classifier(checkpoint_dir: str, num_classes: int,
                      dropout_rate: float) -> models.BertClassifier:
   """BertClassifier over a plain BertEncoderV2 restored from the exported checkpoint."""
-  config_path = os.path.join(checkpoint_dir, export.BERT_CONFIG_NAME)
+  config_path = os.path.join(checkpoint_dir, contract.BERT_CONFIG_FILE)
   encoder = export.build_bert_encoder_from_bert_config(config_path)
   export.restore_encoder(encoder, checkpoint_dir)
   with tf.io.gfile.GFile(config_path) as f:

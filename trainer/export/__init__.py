@@ -20,7 +20,6 @@ Modules, in the order the data flows:
     run           all of the above at once, from a pretrainer or a `tokendrop train` run
 """
 
-from trainer import contract
 from trainer.export.activations import EXACT_GELU, exact_gelu
 from trainer.export.bert_config import (
     bert_config_from_encoder_config,
@@ -46,17 +45,9 @@ from trainer.export.run import (
 from trainer.export.saved_model import export_saved_model
 from trainer.export.tf2 import export_tf2_checkpoint, restore_encoder
 
-# The names components/glue_eval reads an export by; trainer.contract defines them.
-CHECKPOINT_NAME = contract.CHECKPOINT_NAME
-BERT_CONFIG_NAME = contract.BERT_CONFIG_FILE
-VOCAB_NAME = contract.VOCAB_FILE
-
 __all__ = [
-    "BERT_CONFIG_NAME",
-    "CHECKPOINT_NAME",
     "EXACT_GELU",
     "LAYER_NORM_EPSILON",
-    "VOCAB_NAME",
     "ExportedModel",
     "bert_config_from_encoder_config",
     "build_bert_encoder",

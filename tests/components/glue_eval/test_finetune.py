@@ -12,7 +12,7 @@ from components.glue_eval import data, finetune, tasks
 from components.glue_eval.data import Example, Split, TaskData
 from components.glue_eval.tokenize import PairEncoder
 from tests.components.glue_eval.conftest import VOCAB, sentiment_rows
-from trainer import export
+from trainer import contract, export
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_the_classifier_is_a_plain_bert_encoder_restored_from_the_checkpoint(tin
   model = finetune.build_classifier(checkpoint_dir, num_classes=2, dropout_rate=0.1)
   encoder = model.checkpoint_items["encoder"]
   assert type(encoder) is networks.BertEncoderV2
-  prefix = os.path.join(checkpoint_dir, export.CHECKPOINT_NAME)
+  prefix = os.path.join(checkpoint_dir, contract.CHECKPOINT_NAME)
   saved = [tf.train.load_variable(prefix, name) for name, _ in tf.train.list_variables(prefix)
            if name != "_CHECKPOINTABLE_OBJECT_GRAPH"]
 
@@ -36,7 +36,7 @@ def test_the_classifier_is_a_plain_bert_encoder_restored_from_the_checkpoint(tin
   assert [w.name for w in encoder.weights if not in_checkpoint(w)] == []
   # A fresh encoder of the same config does not pass: the comparison can fail.
   fresh = export.build_bert_encoder_from_bert_config(
-      os.path.join(checkpoint_dir, export.BERT_CONFIG_NAME))
+      os.path.join(checkpoint_dir, contract.BERT_CONFIG_FILE))
   assert not in_checkpoint(fresh.get_embedding_table())
 
 
