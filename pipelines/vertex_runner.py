@@ -22,6 +22,10 @@ from pipelines import pipeline
 from pipelines.config import PipelineConfig
 from trainer.errors import UserError
 
+# A rehearsal never pulls an image: it runs each task's command in the project's environment,
+# which is built from the same lock as the image. The name only fills the spec's image field.
+REHEARSAL_IMAGE = "tokendrop-rehearsal:local"
+
 
 def _check(config: PipelineConfig) -> None:
   if config.vertex is None:
@@ -37,11 +41,23 @@ def _check(config: PipelineConfig) -> None:
 def compile_pipeline(config: PipelineConfig, output: str) -> str:
   """Writes the Vertex pipeline JSON; returns its path."""
   _check(config)
+  return _compile(config, output, config.vertex.image)
+
+
+def compile_for_rehearsal(config: PipelineConfig, output: str) -> str:
+  """The same compilation for a local config (pipelines/rehearsal.py): a local root, and
+  REHEARSAL_IMAGE where the project's image would be."""
+  if config.is_cloud:
+    raise UserError(f"root {config.root!r} is on gs://; a rehearsal writes a local root, so "
+                    "use a local config (e.g. configs/pipeline_local_tiny.yaml)")
+  return _compile(config, output, REHEARSAL_IMAGE)
+
+
+def _compile(config: PipelineConfig, output: str, image: str) -> str:
   directory = os.path.dirname(os.path.abspath(output))
   os.makedirs(directory, exist_ok=True)
   runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-          default_image=config.vertex.image),
+      config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
       output_dir=directory, output_filename=os.path.basename(output))
   runner.run(pipeline.create_pipeline(config))
   return os.path.abspath(output)

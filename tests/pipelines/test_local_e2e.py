@@ -5,7 +5,8 @@
 3. nothing new: the corpus and data stages are cache hits.
 
 One module fixture makes the three runs and keeps what MLMD and the push destination held
-after each; each test checks one run, so any of them runs alone (`-k`).
+after each, and what runs 2 and 3 showed on the terminal and wrote to their log files; each
+test checks one run, so any of them runs alone (`-k`).
 """
 
 import dataclasses
@@ -24,6 +25,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.common import packaged_corpora
+from components.common.artifacts import PretrainDataStatistics
 from trainer import contract, export
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -31,6 +33,11 @@ NAME = "tokendrop-e2e"
 TRAIN_SPLIT, VALIDATION_SPLIT = contract.SPLITS
 # configs/tiny_token_drop.yaml: 4 layers, 32 of 64 tokens kept.
 TINY_LAYERS, TINY_KEPT = 4, 32
+# The pipeline's nodes, in the order LocalDagRunner runs them (pipelines/pipeline.py).
+NODES = ("CorpusGen", "latest_blessed_model", "TokenizePack", "Trainer", "GlueEvaluator",
+         "BertPusher")
+# Issue 14: what a whole run may print on the terminal.
+TERMINAL_LINE_BUDGET = 60
 
 
 def _write_span(corpus: pathlib.Path, span: int, reviews: list[str]) -> None:
@@ -41,9 +48,12 @@ def _write_span(corpus: pathlib.Path, span: int, reviews: list[str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class AfterRun:
-  """What one run left: MLMD's artifacts by type (oldest first) and the published versions."""
+  """What one run left: MLMD's artifacts by type (oldest first) and the published versions;
+  for a `tokendrop pipeline run`, its terminal output (stdout, stderr) and log file."""
   artifacts: dict[str, list[metadata_store_pb2.Artifact]]
   published: list[pathlib.Path]
+  terminal: tuple[str, str] = ("", "")
+  log: pathlib.Path | None = None
 
   def of_type(self, type_name: str) -> list[metadata_store_pb2.Artifact]:
     return self.artifacts.get(type_name, [])
@@ -76,19 +86,20 @@ def runs(tmp_path_factory) -> list[AfterRun]:
   env = {**os.environ, "LOCAL_HOME": str(root / "tfx_home"),
          "TOKENDROP_PIPELINE_CONFIG": str(root / "pipeline.yaml")}
 
-  def execute(*command):
+  def execute(*command) -> tuple[str, str]:
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=900)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    return result.stdout, result.stderr
 
-  def after_run() -> AfterRun:
+  def after_run(terminal=("", ""), log=None) -> AfterRun:
     store = _store(root)
     names = {t.id: t.name for t in store.get_artifact_types()}
     artifacts: dict[str, list] = {}
     for artifact in sorted(store.get_artifacts(), key=lambda a: a.id):
       artifacts.setdefault(names[artifact.type_id], []).append(artifact)
     published = sorted((root / "published").iterdir()) if (root / "published").exists() else []
-    return AfterRun(artifacts, published)
+    return AfterRun(artifacts, published, terminal, log)
 
   _write_span(root / "corpus", 1, reviews[:60])
   execute("tfx", "pipeline", "create", "--engine=local",
@@ -97,11 +108,10 @@ def runs(tmp_path_factory) -> list[AfterRun]:
   first = after_run()
   _write_span(root / "corpus", 2, reviews[60:])
   pipeline_run = (sys.executable, "-m", "pipelines.cli", "pipeline", "run", "--config",
-                  str(root / "pipeline.yaml"))
-  execute(*pipeline_run)
-  second = after_run()
-  execute(*pipeline_run)
-  return [first, second, after_run()]
+                  str(root / "pipeline.yaml"), "--log_file")
+  second_log, third_log = root / "logs" / "run2.log", root / "logs" / "run3.log"
+  second = after_run(execute(*pipeline_run, str(second_log)), second_log)
+  return [first, second, after_run(execute(*pipeline_run, str(third_log)), third_log)]
 
 
 def _store(root: pathlib.Path) -> metadata_store.MetadataStore:
@@ -129,7 +139,7 @@ def test_first_run_with_the_tfx_cli_publishes_a_blessed_standard_bert(runs):
   corpus, examples = run.of_type("Examples")
   assert _int(corpus, "span") == 1
   assert json.loads(_value(examples, "split_names")) == [TRAIN_SPLIT, VALIDATION_SPLIT]
-  (statistics,) = run.of_type("tokendrop.PretrainDataStatistics")
+  (statistics,) = run.of_type(PretrainDataStatistics.TYPE_NAME)
   stats = json.loads((pathlib.Path(statistics.uri) / contract.DATA_STATS_FILE).read_text())
   assert stats["documents"]["read"] == 60
   (model,) = run.of_type("Model")
@@ -149,7 +159,7 @@ def test_first_run_with_the_tfx_cli_publishes_a_blessed_standard_bert(runs):
   card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
   assert card["lineage"]["model_artifact_id"] == model.id
   assert card["token_dropping"]["token_keep_k"] == TINY_KEPT
-  assert card["data"]["documents"]["read"] == 60
+  assert card["data"]["documents"] == 60
   # Both validations of the Trainer's last evaluation, and FLOPs of its one kept count.
   metrics = json.loads((version / contract.EVAL_METRICS_FILE).read_text())
   pretraining = card["pretraining"]
@@ -199,3 +209,58 @@ def test_an_unchanged_corpus_is_a_cache_hit_for_the_data_stages(runs):
   # CorpusGen and TokenizePack cached: no new Examples.
   assert [a.id for a in after.of_type("Examples")] == [a.id for a in before.of_type("Examples")]
   assert len(after.of_type("Model")) == 3  # the Trainer warm-starts from model 2: new input
+
+
+def _stage_lines(stdout: str) -> list[str]:
+  """"[21:03:05] Trainer finished in 2 min 5 s: ..." -> "Trainer finished"."""
+  lines = []
+  for line in stdout.splitlines():
+    words = line.split("] ", 1)[-1].split()
+    if len(words) >= 2 and words[0] in NODES and words[1] in ("started", "finished"):
+      lines.append(" ".join(words[:2]))
+  return lines
+
+
+@pytest.mark.parametrize("run_index", [1, 2])
+def test_the_terminal_shows_the_stages_and_the_log_file_has_every_log(runs, run_index):
+  run = runs[run_index]
+  stdout, stderr = run.terminal
+  lines = stdout.splitlines()
+  assert stderr == "" and len(lines) <= TERMINAL_LINE_BUDGET, stdout
+  assert _stage_lines(stdout) == [f"{node} {event}" for node in NODES
+                                  for event in ("started", "finished")]
+  assert lines[1] == lines[-1] == f"Full log: {run.log}"
+  log = run.log.read_text()
+  # TFX's absl INFO logs, TF's C++ logging (fd 2), the trainer's progress, every stage line.
+  assert all(f"Component {node} is finished." in log for node in NODES)
+  assert "cudart_stub.cc" in log and "progress: step" in log
+  assert all(line in log for line in lines)
+  assert len(log.splitlines()) > 10 * len(lines)
+
+
+def test_the_stage_lines_give_each_stages_key_figure(runs):
+  run = runs[1]
+  finished = {}
+  for line in run.terminal[0].splitlines():
+    words = line.split("] ", 1)[-1]
+    if " finished" in words:
+      finished[words.split()[0]] = words.split(": ", 1)[1]
+  stats = json.loads((pathlib.Path(run.of_type("tokendrop.PretrainDataStatistics")[-1].uri) /
+                      contract.DATA_STATS_FILE).read_text())
+  metrics = json.loads((pathlib.Path(run.of_type("Model")[-1].uri) / contract.SERVING_SUBDIR /
+                        contract.EVAL_METRICS_FILE).read_text())
+  report = json.loads((run.published[-1] / contract.GLUE_REPORT_JSON).read_text())
+  examples = stats["examples"]
+  assert finished == {
+      "CorpusGen": "60 documents, span 2",
+      "latest_blessed_model": "model: 1, model_blessing: 1",
+      "TokenizePack": f"{stats['documents']['kept']} documents -> {examples['total']} examples "
+                      f"({examples['train']} train, {examples['validation']} validation), "
+                      f"packing efficiency {stats['packing']['efficiency']:.1%}",
+      "Trainer": f"10 steps; validation MLM loss {metrics['validation_loss']:.4f} at full "
+                 f"depth, {metrics['validation_loss_as_trained']:.4f} as trained (step 10)",
+      "GlueEvaluator": f"GLUE score {report['glue_score']:.4f}; blessed",
+      "BertPusher": f"published {run.published[-1]}"}
+  cached = [line.split("] ", 1)[1].split()[0] for line in runs[2].terminal[0].splitlines()
+            if "(cached)" in line]
+  assert cached == ["CorpusGen", "TokenizePack"]
