@@ -117,6 +117,8 @@ class TokenDropMaskedLMConfig(masked_lm.MaskedLMConfig):
 
 def _experiment(token_selection: str) -> cfg.ExperimentConfig:
   return cfg.ExperimentConfig(
+      # enable_xla: under one_device the whole train step is one XLA computation
+      # (TokenDropTrainer in trainer/train_lib.py); a TPU compiles every step anyway.
       runtime=cfg.RuntimeConfig(enable_xla=True),
       task=TokenDropMaskedLMConfig(
           model=bert.PretrainerConfig(

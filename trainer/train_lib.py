@@ -29,7 +29,8 @@ class TrainingDivergedError(RuntimeError):
 
 
 class TokenDropTrainer(base_trainer.Trainer):
-  """Model Garden's trainer, plus the kept-count schedule, eval_metrics.json and an ETA."""
+  """Model Garden's trainer, plus the kept-count schedule, eval_metrics.json, an ETA, and
+  `runtime.enable_xla` compiling the whole train step under one_device (`compiles_train_step`)."""
 
   def __init__(self, config, task, *args, **kwargs):
     super().__init__(config, task, *args, **kwargs)
@@ -37,6 +38,36 @@ class TokenDropTrainer(base_trainer.Trainer):
     task.configure_keep_anneal(config.trainer.train_steps, self.global_step)
     self._last_progress = None
     self.eval_metrics_path = None
+    self._task_train_step = (tf.function(task.train_step, jit_compile=True)
+                             if self.compiles_train_step else task.train_step)
+    if (config.runtime.enable_xla and not self.compiles_train_step
+        and not isinstance(self.strategy, tf.distribute.TPUStrategy)):
+      logging.info("runtime.enable_xla compiles the whole train step under one_device only; "
+                   "under %s XLA auto-clustering applies instead", type(self.strategy).__name__)
+
+  @property
+  def compiles_train_step(self) -> bool:
+    """Whether the task's train step (forward, loss, gradients, optimizer, importance table,
+    metrics) runs as one XLA computation: with runtime.enable_xla, under one_device.
+
+    Under mirrored and multi_worker_mirrored, the optimizer aggregates gradients with a
+    merge_call, which cannot run inside a nested tf.function; a TPU strategy compiles every
+    step with XLA already. (Model Garden's trainer compiles the step only on GPU.)
+    """
+    return (self.config.runtime.enable_xla
+            and isinstance(self.strategy, tf.distribute.OneDeviceStrategy))
+
+  def train_step(self, iterator):
+    """Model Garden's train step, with the task's step compiled as `compiles_train_step` says."""
+
+    def step_fn(inputs):
+      logs = self._task_train_step(inputs, model=self.model, optimizer=self.optimizer,
+                                   metrics=self.train_metrics)
+      self._train_loss.update_state(logs[self.task.loss])
+      self.global_step.assign_add(1)
+
+    self.strategy.run(step_fn, args=(self.next_train_inputs(iterator),),
+                      options=self._runtime_options)
 
   def eval_end(self, *args, **kwargs):
     logs = super().eval_end(*args, **kwargs)
@@ -108,9 +139,9 @@ def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> N
     # Eval-only jobs do not write it, so a continuous_eval job never races the trainer.
     train_utils.serialize_config(params, model_dir)
   if params.runtime.enable_xla:
-    # As Model Garden's keras_utils.set_session_config: XLA auto-clustering of the step's graph.
-    # It applies on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit; TPU steps are
-    # always compiled by XLA.
+    # As Model Garden's keras_utils.set_session_config: XLA auto-clustering, for what
+    # TokenDropTrainer does not compile whole (evaluation; training under mirrored). It applies
+    # on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit.
     tf.config.optimizer.set_jit("autoclustering")
   if params.runtime.mixed_precision_dtype:
     performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
