@@ -1,20 +1,29 @@
-"""Cost of one pretraining step (forward, backward, optimizer): token dropping against BERT.
+"""Cost of one pretraining step (forward, backward, optimizer): token dropping against BERT,
+as a TF graph and compiled whole with XLA.
 
-    scripts/in-env python bench/step_cost.py [--shapes base,small] [--repeats 5]
+    scripts/in-env python bench/step_cost.py [--repeats 7] [--note "..."]  # rewrites README part
+    scripts/in-env python bench/step_cost.py --shapes small                # prints only
 
 Both models are built by the registered experiments (`token_drop_bert/pretraining`
 and `token_drop_bert/baseline`, identical except token dropping) and run the
-task's real `train_step`, compiled with tf.function, on the same batch. Steps
-alternate between the two models (drop, base, drop, base, ...), so drift in a
-shared machine's speed hits both; the report is the median of the per-pair
-ratios. The analytic ratio counts the matmul FLOPs of every layer from
-`TokenDropSchedule.attention_lengths`, so it follows the same schedule the
-encoder runs.
+task's real `train_step` on the same batch, twice over: under `tf.function`,
+and under `tf.function(jit_compile=True)`, the XLA step that runtime.enable_xla
+gives under one_device and that a TPU compiles. Each round times drop, base,
+drop XLA, base XLA, so drift in a shared machine's speed hits all four; a
+mode's ratio is the median of its per-round ratios. The analytic ratio counts
+the matmul FLOPs of every layer from `TokenDropSchedule.attention_lengths`, so
+it follows the same schedule the encoder runs. With every shape measured, the
+script rewrites its own section of bench/README.md.
 """
 
 import argparse
 import dataclasses
+import datetime
+import os
+import pathlib
+import platform
 import statistics
+import textwrap
 import time
 
 import numpy as np
@@ -38,10 +47,12 @@ class Shape:
   max_predictions: int
 
 
+# The train step as a graph (tf.function), and compiled whole by XLA.
+MODES = {"graph": False, "XLA": True}
 SHAPES = {
+    "small": Shape("small (L4 H256)", 4, 256, 4, 128, 64, 16, 20),
     # BERT-base as in the paper: 512 tokens, 256 kept from layer 5 on.
     "base": Shape("BERT-base", 12, 768, 12, 512, 256, 2, 76),
-    "small": Shape("small (L4 H256)", 4, 256, 4, 128, 64, 16, 20),
 }
 
 
@@ -59,7 +70,8 @@ def analytic_ratios(shape: Shape, vocab_size: int) -> tuple[float, float]:
           (encoder(drop) + head) / (encoder(full) + head))
 
 
-def build(experiment: str, shape: Shape, vocab_file: str):
+def build(experiment: str, shape: Shape, vocab_file: str) -> dict:
+  """{mode: the experiment's train step compiled that way} over one model and optimizer."""
   params = exp_factory.get_exp_config(experiment)
   params.override({
       "task": {
@@ -80,11 +92,11 @@ def build(experiment: str, shape: Shape, vocab_file: str):
   optimizer = task.create_optimizer(params.trainer.optimizer_config, params.runtime)
   metrics = task.build_metrics(training=True)
 
-  @tf.function
   def step(inputs):
     return task.train_step(inputs, model, optimizer, metrics)
 
-  return step
+  # One model for both modes: the same weights, and half the memory of BERT-base.
+  return {mode: tf.function(step, jit_compile=jit_compile) for mode, jit_compile in MODES.items()}
 
 
 def batch(shape: Shape, vocab_file: str, seed: int = 0) -> dict[str, tf.Tensor]:
@@ -116,49 +128,111 @@ def timed(step, inputs) -> float:
   return time.perf_counter() - start
 
 
-def measure(shape: Shape, repeats: int, vocab_file: str) -> dict:
+def measure(shape: Shape, repeats: int, vocab_file: str) -> list[dict]:
+  """One row per mode: token drop and baseline seconds per step and their ratio."""
   inputs = batch(shape, vocab_file)
   drop = build("token_drop_bert/pretraining", shape, vocab_file)
   base = build("token_drop_bert/baseline", shape, vocab_file)
-  for step in (drop, base):  # trace, compile and warm up
-    timed(step, inputs)
-    timed(step, inputs)
-  pairs = []
+  for steps in (drop, base):  # trace, compile and warm up
+    for step in steps.values():
+      timed(step, inputs)
+      timed(step, inputs)
+  pairs = {mode: [] for mode in MODES}
   for _ in range(repeats):
-    pairs.append((timed(drop, inputs), timed(base, inputs)))
+    for mode in MODES:
+      pairs[mode].append((timed(drop[mode], inputs), timed(base[mode], inputs)))
   encoder_ratio, model_ratio = analytic_ratios(shape, len(vocab.load_vocab(vocab_file)))
-  return {
+  return [{
       "shape": shape,
-      "drop_s": statistics.median(d for d, _ in pairs),
-      "base_s": statistics.median(b for _, b in pairs),
-      "ratio": statistics.median(d / b for d, b in pairs),
-      "ratio_min": min(d / b for d, b in pairs),
-      "ratio_max": max(d / b for d, b in pairs),
+      "mode": mode,
+      "drop_s": statistics.median(d for d, _ in timings),
+      "base_s": statistics.median(b for _, b in timings),
+      "ratio": statistics.median(d / b for d, b in timings),
+      "ratio_min": min(d / b for d, b in timings),
+      "ratio_max": max(d / b for d, b in timings),
       "analytic_encoder": encoder_ratio,
       "analytic_model": model_ratio,
-  }
+  } for mode, timings in pairs.items()]
+
+
+def report(rows: list[dict], repeats: int, note: str, command: str) -> str:
+  threads = tf.config.threading.get_intra_op_parallelism_threads() or "default"
+  lines = [
+      textwrap.fill(
+          f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({platform.machine()}, "
+          f"CPU only, Python {platform.python_version()}, TF {tf.__version__}, {threads} "
+          f"intra-op threads), {repeats} rounds. {note + ' ' if note else ''}Command: "
+          f"`{command}`.", width=80),
+      "",
+      "| shape | layers x hidden, seq, kept | batch | step | drop s/step | base s/step "
+      "| measured ratio (min-max) | analytic: encoder | analytic: encoder + MLM head |",
+      "|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in rows:
+    s = r["shape"]
+    lines.append(
+        f"| {s.name} | {s.num_layers}x{s.hidden_size}, {s.seq_length}, {s.keep_k} "
+        f"| {s.batch_size} | {r['mode']} | {r['drop_s']:.3f} | {r['base_s']:.3f} "
+        f"| {r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) "
+        f"| {r['analytic_encoder']:.3f} | {r['analytic_model']:.3f} |")
+  lines.append("")
+  for name in dict.fromkeys(r["shape"].name for r in rows):
+    by_mode = {r["mode"]: r for r in rows if r["shape"].name == name}
+    graph, xla = by_mode["graph"], by_mode["XLA"]
+    lines.append(textwrap.fill(
+        f"{name}: a token-dropping step costs {graph['ratio']:.3f} of a BERT step as a graph "
+        f"and {xla['ratio']:.3f} compiled with XLA (analytic {graph['analytic_model']:.3f} with "
+        f"the MLM head, {graph['analytic_encoder']:.3f} the encoder alone); XLA takes "
+        f"{xla['drop_s'] / graph['drop_s']:.2f} of the graph's time for token dropping and "
+        f"{xla['base_s'] / graph['base_s']:.2f} for the baseline.", width=80))
+    lines.append("")
+  return "\n".join(lines)
+
+
+README = pathlib.Path(__file__).resolve().parent / "README.md"
+README_SECTION = "## bench/step_cost.py: the cost of one training step"
+README_INTRO = README_SECTION + """
+
+One full training step (forward, backward, AdamW update, importance-table
+update, metrics) of `token_drop_bert/pretraining` against
+`token_drop_bert/baseline` (the same experiment with dropping off), both built
+by the registered task and run through its real `train_step` on the same batch,
+as a TF graph (`tf.function`) and compiled whole with XLA
+(`tf.function(jit_compile=True)`: what runtime.enable_xla runs under one_device,
+and what a TPU compiles). Each round times drop, base, drop XLA, base XLA after
+two warm-up steps each, and a ratio is the median of the per-round ratios, so a
+shared machine's drift hits both sides. The analytic ratio counts every layer's
+matmul FLOPs from `TokenDropSchedule.attention_lengths` (projections,
+attention, feed-forward), alone and with the MLM head (76 or 20 predictions per
+sequence, 30,522-word vocab); embeddings, LayerNorm and softmax are left out.
+
+"""
+
+
+def replace_section(readme: str, section: str) -> str:
+  """The README with this bench's section (its heading up to the next one) replaced."""
+  start = readme.index(README_SECTION)
+  end = readme.find("\n## ", start + len(README_SECTION))
+  return readme[:start] + section + ("" if end < 0 else "\n" + readme[end + 1:])
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--shapes", default="small,base",
-                      help=f"comma-separated, from {sorted(SHAPES)}")
+  parser.add_argument("--shapes", default=",".join(SHAPES),
+                      help=f"comma-separated, from {sorted(SHAPES)}; a subset prints only")
   parser.add_argument("--repeats", type=int, default=7)
+  parser.add_argument("--note", default="",
+                      help="a sentence on the conditions (e.g. a shared machine) for README.md")
   args = parser.parse_args()
   vocab_file = str(vocab.bert_base_uncased_vocab_path())
-  rows = [measure(SHAPES[name], args.repeats, vocab_file) for name in args.shapes.split(",")]
-  print(f"\nOne training step, token drop / baseline, median of {args.repeats} interleaved pairs "
-        f"({tf.config.threading.get_intra_op_parallelism_threads() or 'default'} intra-op "
-        "threads)\n")
-  print("| shape | layers x hidden, seq, kept | batch | drop s/step | base s/step "
-        "| measured ratio (min-max) | analytic: encoder | analytic: encoder + MLM head |")
-  print("|---|---|---|---|---|---|---|---|")
-  for r in rows:
-    s = r["shape"]
-    print(f"| {s.name} | {s.num_layers}x{s.hidden_size}, {s.seq_length}, {s.keep_k} "
-          f"| {s.batch_size} | {r['drop_s']:.3f} | {r['base_s']:.3f} "
-          f"| {r['ratio']:.3f} ({r['ratio_min']:.3f}-{r['ratio_max']:.3f}) "
-          f"| {r['analytic_encoder']:.3f} | {r['analytic_model']:.3f} |")
+  names = args.shapes.split(",")
+  rows = [row for name in names for row in measure(SHAPES[name], args.repeats, vocab_file)]
+  command = f"scripts/in-env python bench/step_cost.py --repeats {args.repeats}"
+  text = report(rows, args.repeats, args.note, command)
+  print(text)
+  if sorted(names) == sorted(SHAPES):
+    README.write_text(replace_section(README.read_text(), README_INTRO + text))
+    print(f"rewrote the {README_SECTION!r} section of bench/README.md")
 
 
 if __name__ == "__main__":
