@@ -53,7 +53,8 @@ kfp.local (kfp 2.16) and where it is adapted:
   Each input artifact gets its type back from the consuming component's input definition.
 - kfp.local names an output artifact after its output key. Vertex gives each artifact a unique
   resource name, which TFX's entrypoint turns into the artifact id that blessings and resolver
-  filters refer to; the rehearsal names each output <run>/<task>/<output key>.
+  filters refer to; the rehearsal names each output <run>/<task>/<output key>, and makes its
+  directory (a local disk needs one where gs:// needs none).
 - An output a resolver did not resolve is left out of the consumers' executor input (kfp.local
   would raise), as Vertex leaves out an empty resolver output.
 
@@ -239,9 +240,9 @@ def _run_dag(spec: pipeline_spec_pb2.PipelineSpec, pipeline_root: str, run_name:
     start = time.monotonic()
     if "resolver" in executor:
       run = _resolve(name, executor["resolver"], executor_input, component, task_inputs,
-                     task.inputs, record, run_name, on_task)
+                     task.inputs, record, on_task)
     else:
-      _name_outputs(executor_input, run_name, name)
+      _prepare_outputs(executor_input, run_name, name)
       _fill_kubeflow_parameters(executor_input, component)
       if on_task:
         on_task(name, "started", 0.0, _output_uris(executor_input))
@@ -292,10 +293,14 @@ def _restore_artifact_types(executor_input, component) -> None:
       artifact.type.CopyFrom(component.input_definitions.artifacts[key].artifact_type)
 
 
-def _name_outputs(executor_input, run_name: str, task_name: str) -> None:
+def _prepare_outputs(executor_input, run_name: str, task_name: str) -> None:
+  """Unique artifact names, and each output's directory: on gs:// a prefix needs no directory,
+  on a local disk executors that move files into their outputs need one (TFX's local launcher
+  makes them too)."""
   for key, artifacts in executor_input.outputs.artifacts.items():
     for artifact in artifacts.artifacts:
       artifact.name = f"{run_name}/{task_name}/{key}"
+      os.makedirs(artifact.uri, exist_ok=True)
 
 
 def _fill_kubeflow_parameters(executor_input, component) -> None:
@@ -394,7 +399,7 @@ def _schema_title(artifact_spec) -> str:
 
 
 def _resolve(name: str, resolver: dict, executor_input, component, task_inputs, declared_inputs,
-             record: "_ArtifactRecord", run_name: str, on_task: TaskCallback | None) -> TaskRun:
+             record: "_ArtifactRecord", on_task: TaskCallback | None) -> TaskRun:
   """Answers a resolver task's artifact queries from the record, as Vertex does from MLMD."""
   if on_task:
     on_task(name, "started", 0.0, {})

