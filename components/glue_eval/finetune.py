@@ -34,8 +34,11 @@ from components.glue_eval.tasks import Task
 from components.glue_eval.tokenize import PairEncoder
 from trainer import contract, export
 from trainer.errors import UserError
+from trainer.train_lib import format_seconds
 
 _log = logging.getLogger(__name__)
+# Seconds between two progress lines of one task's fine-tuning grid.
+PROGRESS_INTERVAL = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,16 +170,65 @@ def _predict(model: tf_keras.Model, features: dict[str, np.ndarray], regression:
   return outputs[:, 0] if regression else np.argmax(outputs, axis=-1)
 
 
+class GridProgress:
+  """Logs "progress: ..." with an ETA for a task's whole grid of runs, at most every
+  `interval` seconds; after the first run's first step the rate includes building each
+  model and scoring dev, so the ETA covers them too."""
+
+  def __init__(self, task: Task, runs: int, steps_per_run: int,
+               interval: float = PROGRESS_INTERVAL, clock=time.monotonic):
+    self._task = task
+    self._runs = runs
+    self._total = runs * steps_per_run
+    self._interval = interval
+    self._clock = clock
+    # Set at the first step: building the first model and tracing its step say nothing of
+    # the rate.
+    self._start = self._last = None
+    self._done = 0
+
+  def step(self, run: int) -> None:
+    """One training step of run `run` (1-based) is done."""
+    self._done += 1
+    now = self._clock()
+    if self._start is None:
+      self._start = self._last = now
+      return
+    if now - self._last < self._interval:
+      return
+    self._last = now
+    rate = (self._done - 1) / max(now - self._start, 1e-9)
+    _log.info("progress: fine-tuning %s, run %d/%d, step %d/%d, %.2f steps/s, ETA %s",
+              self._task.display_name, run, self._runs, self._done, self._total, rate,
+              format_seconds((self._total - self._done) / rate))
+
+
+class _StepCallback(tf_keras.callbacks.Callback):
+
+  def __init__(self, progress: GridProgress, run: int):
+    super().__init__()
+    self._progress = progress
+    self._run = run
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._progress.step(self._run)
+
+
+def steps_per_run(train_size: int, config: FineTuneConfig) -> int:
+  return math.ceil(train_size / config.batch_size) * config.epochs
+
+
 def fine_tune_once(checkpoint_dir: str, task: Task, train: EncodedSplit,
                    dev: Mapping[str, EncodedSplit], learning_rate: float, seed: int,
-                   config: FineTuneConfig, tensorboard_dir: str | None = None) -> Run:
+                   config: FineTuneConfig, tensorboard_dir: str | None = None,
+                   callbacks: list[tf_keras.callbacks.Callback] = ()) -> Run:
   """One fine-tuning run from the checkpoint, scored on every dev split."""
   start = time.monotonic()
   regression = task.is_regression
   tf_keras.backend.clear_session()
   tf_keras.utils.set_random_seed(seed)
   model = build_classifier(checkpoint_dir, task.num_classes, config.dropout_rate)
-  steps = math.ceil(len(train.labels) / config.batch_size) * config.epochs
+  steps = steps_per_run(len(train.labels), config)
   model.compile(
       optimizer=optimization.create_optimizer(learning_rate, num_train_steps=steps,
                                               num_warmup_steps=int(config.warmup_fraction * steps)),
@@ -186,7 +238,7 @@ def fine_tune_once(checkpoint_dir: str, task: Task, train: EncodedSplit,
   labels = train.labels[:, None] if regression else train.labels
   dataset = (tf.data.Dataset.from_tensor_slices((train.features, labels))
              .shuffle(len(labels), seed=seed).batch(config.batch_size))
-  callbacks = []
+  callbacks = list(callbacks)
   if tensorboard_dir:
     callbacks.append(tf_keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
   model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=callbacks)
@@ -213,12 +265,13 @@ def fine_tune_task(checkpoint_dir: str, task_data: TaskData, encoder: PairEncode
   train = encode_split(encoder, task_data.train.examples[:config.max_train_examples], task)
   dev = {split: encode_split(encoder, data.examples, task) for split, data in task_data.dev.items()}
   runs = []
-  for learning_rate in config.learning_rates:
-    for seed in config.seeds:
-      log_dir = (os.path.join(tensorboard_dir, task.name, f"lr{learning_rate:g}_seed{seed}")
-                 if tensorboard_dir else None)
-      runs.append(fine_tune_once(checkpoint_dir, task, train, dev, learning_rate, seed, config,
-                                 log_dir))
+  grid = [(rate, seed) for rate in config.learning_rates for seed in config.seeds]
+  progress = GridProgress(task, len(grid), steps_per_run(len(train.labels), config))
+  for number, (learning_rate, seed) in enumerate(grid, start=1):
+    log_dir = (os.path.join(tensorboard_dir, task.name, f"lr{learning_rate:g}_seed{seed}")
+               if tensorboard_dir else None)
+    runs.append(fine_tune_once(checkpoint_dir, task, train, dev, learning_rate, seed, config,
+                               log_dir, [_StepCallback(progress, number)]))
   by_rate = {rate: [run for run in runs if run.learning_rate == rate]
              for rate in config.learning_rates}
   # max() keeps the first of equal scores: the grid's order breaks ties.

@@ -22,10 +22,13 @@ import uuid
 import tensorflow as tf
 import yaml
 
-from trainer import contract, flops
+from trainer import configs, contract, flops
 from trainer.export import load_params_file
 
 PUBLISHED_MARKER = "PUBLISHED"
+# Written into the PushedModel artifact: whether and where the push went, for whoever reads
+# the artifact (the console's key figure) without ML Metadata.
+PUSH_RECORD_FILE = "push.json"
 # The corpus statistics, renamed beside the export's own files.
 DATA_STATS_NAME = "data_stats.json"
 
@@ -60,10 +63,52 @@ def _write_text(path: str, text: str) -> None:
     f.write(text)
 
 
-def token_drop_settings(training_params: dict) -> dict:
-  """The token-dropping fields of a run's encoder config (empty for a non-dropping run)."""
-  encoder = training_params.get("task", {}).get("model", {}).get("encoder", {}).get("any", {})
-  return {k: v for k, v in sorted(encoder.items()) if k.startswith("token_")}
+# Scores and losses in the card, to this many decimals.
+DECIMALS = 4
+# What trainer/encoder.py's TokenDropSchedule.from_encoder_args does with an unset drop
+# layer; tests/components/publish/test_publish.py checks this rule against it for many depths.
+DROP_LAYER_DEFAULT_RULE = "num_layers // 2 - 1"
+
+
+def _rounded(value):
+  return None if value is None else round(float(value), DECIMALS)
+
+
+def _encoder_params(training_params: dict) -> dict:
+  return training_params.get("task", {}).get("model", {}).get("encoder", {}).get("any", {})
+
+
+def token_drop_settings(training_params: dict) -> tuple[dict, dict]:
+  """The token-dropping settings that applied, and a note for each that took a default.
+
+  An unset setting is replaced by the value that applied: token_drop_layer by the layer
+  the encoder used, token_keep_ratio (unset: token_keep_k counts) by the kept count. Empty
+  for a run without token-dropping settings.
+  """
+  encoder = _encoder_params(training_params)
+  settings = {k: list(v) if isinstance(v, tuple) else v
+              for k, v in sorted(encoder.items()) if k.startswith("token_")}
+  if not settings:
+    return {}, {}
+  encoder_config = configs.TokenDropBertEncoderConfig()
+  encoder_config.override(encoder, is_strict=False)
+  schedule = encoder_config.layer_schedule()
+  seq_length = training_params.get("task", {}).get("train_data", {}).get("seq_length")
+  notes = {}
+  if settings.get("token_drop_layer") is None:
+    settings["token_drop_layer"] = schedule.drop_layer
+    notes["token_drop_layer"] = (f"default: {DROP_LAYER_DEFAULT_RULE} for "
+                                 f"{schedule.num_layers} layers")
+  if settings.get("token_keep_ratio") is None:
+    del settings["token_keep_ratio"]
+    notes["token_keep_k"] = "token_keep_ratio unset, so token_keep_k sets the kept count"
+  else:
+    notes["token_keep_k"] = "not used: token_keep_ratio sets the kept count"
+  if seq_length:
+    settings["kept_tokens"] = schedule.keep_count(seq_length) if schedule.drops_tokens else (
+        seq_length)
+    notes["kept_tokens"] = f"of seq_length {seq_length}, in the dropped middle layers"
+  return settings, notes
 
 
 def pretraining_summary(export_dir: str) -> dict:
@@ -77,7 +122,7 @@ def pretraining_summary(export_dir: str) -> dict:
     for name in ("validation_loss", "masked_lm_accuracy"):
       for key in (name, name + contract.AS_TRAINED_SUFFIX):
         if key in metrics:
-          summary[key] = round(metrics[key], 4)
+          summary[key] = _rounded(metrics[key])
   params_path = os.path.join(export_dir, contract.TRAINING_PARAMS_FILE)
   if tf.io.gfile.exists(params_path):
     run = flops.run_flops(load_params_file(params_path))
@@ -88,59 +133,150 @@ def pretraining_summary(export_dir: str) -> dict:
   return summary
 
 
-def model_card(version: str, training_params: dict, data_stats: dict | None, glue_report: dict,
-               lineage: dict, pretraining: dict | None = None) -> dict:
-  encoder = training_params.get("task", {}).get("model", {}).get("encoder", {}).get("any", {})
+def warm_start(init_checkpoint: str, destination: str) -> dict:
+  """Where the run started: {"from": "scratch"}, or the checkpoint, relative to this version
+  when it is that of a version published under `destination` (a warm start from the last
+  blessed model always is, unless that version was removed)."""
+  if not init_checkpoint:
+    return {"from": "scratch"}
+  for version in sorted(tf.io.gfile.listdir(destination), reverse=True):
+    version = version.rstrip("/")
+    card_path = os.path.join(destination, version, contract.MODEL_CARD_JSON)
+    if version.startswith(".") or not tf.io.gfile.exists(card_path):
+      continue
+    model_uri = json.loads(_read_text(card_path)).get("lineage", {}).get("model_uri", "")
+    export_dir = os.path.join(model_uri, contract.SERVING_SUBDIR)
+    if model_uri and init_checkpoint.startswith(export_dir + "/"):
+      return {"from": f"published version {version}",
+              "checkpoint": os.path.join("..", version,
+                                         os.path.relpath(init_checkpoint, export_dir))}
+  return {"from": "a model that was not published here", "checkpoint": init_checkpoint}
+
+
+def _data_summary(data_stats: dict | None) -> dict:
+  """The corpus figures of TokenizePack's statistics; all of them are in data_stats.json."""
+  if not data_stats:
+    return {}
+  packing = data_stats.get("packing", {})
   return {
+      "documents": data_stats.get("documents", {}).get("kept"),
+      "examples": data_stats.get("examples"),
+      "tokens": data_stats.get("tokens", {}).get("total"),
+      "unk_rate": _rounded(data_stats.get("tokens", {}).get("unk_rate")),
+      "packing_efficiency": _rounded(packing.get("efficiency")),
+      "all_statistics": DATA_STATS_NAME,
+  }
+
+
+def _present(staging: str) -> dict:
+  """The version's own files, relative to it."""
+  files = {"checkpoint": os.path.join(contract.TF2_DIR, contract.CHECKPOINT_NAME),
+           "huggingface": contract.HF_DIR + "/",
+           "saved_model": contract.SAVED_MODEL_DIR + "/",
+           "token_importance": contract.TOKEN_IMPORTANCE_FILE,
+           "training_params": contract.TRAINING_PARAMS_FILE,
+           "glue_report": contract.GLUE_REPORT_MD,
+           "data_statistics": DATA_STATS_NAME}
+  return {name: path for name, path in files.items()
+          if tf.io.gfile.exists(os.path.join(staging, path.rstrip("/")))
+          or tf.io.gfile.exists(os.path.join(staging, path + ".index"))}
+
+
+def model_card(version: str, training_params: dict, data_stats: dict | None, glue_report: dict,
+               lineage: dict, pretraining: dict | None = None,
+               warm_start_from: dict | None = None, files: dict | None = None) -> dict:
+  """The card as JSON: no value is None, scores have DECIMALS decimals, paths are relative
+  to the version's directory (lineage holds ML Metadata's ids and URIs)."""
+  encoder = _encoder_params(training_params)
+  token_dropping, defaults = token_drop_settings(training_params)
+  # A first model has no baseline_score; its reason says what it was compared with.
+  blessing = {k: _rounded(v) if k in ("score", "baseline_score", "threshold", "tolerance")
+              else v for k, v in (glue_report.get("blessing") or {}).items() if v is not None}
+  train_data = training_params.get("task", {}).get("train_data", {})
+  card = {
       "version": version,
-      "model": {k: encoder.get(k) for k in ("num_layers", "hidden_size", "num_attention_heads",
-                                            "intermediate_size", "vocab_size",
-                                            "max_position_embeddings")},
-      "token_dropping": token_drop_settings(training_params),
+      "files": files or {},
+      "model": {k: encoder[k] for k in ("num_layers", "hidden_size", "num_attention_heads",
+                                        "intermediate_size", "vocab_size",
+                                        "max_position_embeddings") if k in encoder},
+      "token_dropping": token_dropping,
+      "defaults_applied": defaults,
       "training": {
           "train_steps": training_params.get("trainer", {}).get("train_steps"),
-          "global_batch_size": training_params.get("task", {}).get("train_data", {}).get(
-              "global_batch_size"),
-          "seq_length": training_params.get("task", {}).get("train_data", {}).get("seq_length"),
-          "init_checkpoint": training_params.get("task", {}).get("init_checkpoint") or None,
+          "global_batch_size": train_data.get("global_batch_size"),
+          "seq_length": train_data.get("seq_length"),
+          "warm_start": warm_start_from or {"from": "scratch"},
       },
       "pretraining": pretraining or {},
-      "data": data_stats,
+      "data": _data_summary(data_stats),
       "evaluation": {
-          "glue_score": glue_report.get("glue_score"),
-          "tasks": [task.get("display_name", name)
-                    for name, task in sorted(glue_report.get("tasks", {}).items())],
-          "blessing": glue_report.get("blessing"),
+          "glue_score": _rounded(glue_report.get("glue_score")),
+          "tasks": {task.get("display_name", name): _rounded(task.get("score"))
+                    for name, task in sorted(glue_report.get("tasks", {}).items())},
+          "blessing": blessing,
       },
       "lineage": lineage,
   }
+  card["training"] = {k: v for k, v in card["training"].items() if v is not None}
+  return card
+
+
+def _markdown_value(value) -> str:
+  if isinstance(value, list | tuple):
+    return ", ".join(str(v) for v in value) if value else "none"
+  if isinstance(value, dict):
+    return ", ".join(f"{k} {_markdown_value(v)}" for k, v in value.items())
+  return str(value)
 
 
 def model_card_markdown(card: dict) -> str:
   lines = [f"# Token-dropping BERT, version {card['version']}", "",
            "An ordinary BERT checkpoint (`tf2/` restores into Model Garden's `BertEncoderV2`; "
            "`hf/` loads in Hugging Face `transformers`), pretrained with token dropping "
-           "(Hou et al., ACL 2022).", "", "## Model", ""]
+           "(Hou et al., ACL 2022). Paths are relative to this directory.", "", "## Files", ""]
+  lines += [f"- {k}: `{v}`" for k, v in card["files"].items()] or ["- none recorded"]
+  lines += ["", "## Model", ""]
   lines += [f"- {k}: {v}" for k, v in card["model"].items()]
   lines += ["", "## Token dropping", ""]
-  lines += [f"- {k}: {v}" for k, v in card["token_dropping"].items()] or ["- off"]
+  notes = card.get("defaults_applied", {})
+  lines += [f"- {k}: {_markdown_value(v)}" + (f" ({notes[k]})" if k in notes else "")
+            for k, v in card["token_dropping"].items()] or ["- off"]
   lines += ["", "## Training", ""]
-  lines += [f"- {k}: {v}" for k, v in card["training"].items()]
+  training = dict(card["training"])
+  start = training.pop("warm_start")
+  lines += [f"- {k}: {v}" for k, v in training.items()]
+  lines.append(f"- warm start: from {start['from']}" +
+               (f" (`{start['checkpoint']}`)" if "checkpoint" in start else ""))
   lines += ["", "## Pretraining validation and cost", "",
             "Validation MLM at full depth (what fine-tuning sees) and as trained (tokens "
             "dropped as in the last training step).", ""]
-  lines += [f"- {k}: {v}" for k, v in card.get("pretraining", {}).items()] or [
-      "- not recorded"]
-  lines += ["", "## Evaluation", "",
-            f"- GLUE score: {card['evaluation']['glue_score']}",
-            f"- tasks: {card['evaluation']['tasks']}",
-            f"- blessing: {card['evaluation']['blessing']}", "",
-            "Per-task results: glue_report.md.", "", "## Data", ""]
-  data = card["data"] or {}
-  lines += [f"- {k}: {json.dumps(v)}" for k, v in data.items()] or ["- no statistics recorded"]
+  pretraining = dict(card.get("pretraining", {}))
+  flops_summary = pretraining.pop("training_flops", None)
+  lines += [f"- {k}: {v}" for k, v in pretraining.items()] or ["- not recorded"]
+  if flops_summary:
+    lines.append("- training FLOPs: " + _markdown_value(flops_summary))
+  evaluation = card["evaluation"]
+  blessing = evaluation["blessing"]
+  lines += ["", "## Evaluation", "", f"- GLUE score: {evaluation['glue_score']}"]
+  lines += [f"- {task}: {score}" for task, score in evaluation["tasks"].items()]
+  if blessing:
+    lines.append(f"- blessed: {'yes' if blessing.get('blessed') else 'no'} "
+                 f"({blessing.get('reason')})")
+  lines += ["", "Per-task results: `glue_report.md`.", "", "## Data", ""]
+  lines += [f"- {k}: {_markdown_value(v)}" for k, v in card["data"].items()] or [
+      "- no statistics recorded"]
   lines += ["", "## Lineage (ML Metadata)", ""]
   lines += [f"- {k}: {v}" for k, v in card["lineage"].items()]
   return "\n".join(lines) + "\n"
+
+
+def write_push_record(directory: str, published: str | None, reason: str = "") -> None:
+  """push.json in the PushedModel's directory: {"pushed": true, "destination": ...} or
+  {"pushed": false, "reason": ...}."""
+  record = ({"pushed": True, "destination": published} if published else
+            {"pushed": False, "reason": reason})
+  tf.io.gfile.makedirs(directory)
+  _write_text(os.path.join(directory, PUSH_RECORD_FILE), json.dumps(record))
 
 
 def publish(destination: str, export_dir: str, evaluation_dir: str,
@@ -173,7 +309,10 @@ def publish(destination: str, export_dir: str, evaluation_dir: str,
                        if tf.io.gfile.exists(params_path) else {})
     glue_report = json.loads(_read_text(os.path.join(evaluation_dir, contract.GLUE_REPORT_JSON)))
     card = model_card(version, training_params, data_stats, glue_report, lineage,
-                      pretraining_summary(export_dir))
+                      pretraining_summary(export_dir),
+                      warm_start(training_params.get("task", {}).get("init_checkpoint", ""),
+                                 destination),
+                      _present(staging))
     _write_text(os.path.join(staging, contract.MODEL_CARD_JSON),
                 json.dumps(card, indent=2, default=str))
     _write_text(os.path.join(staging, contract.MODEL_CARD_MD), model_card_markdown(card))

@@ -231,9 +231,9 @@ def test_the_terminal_shows_the_stages_and_the_log_file_has_every_log(runs, run_
                                   for event in ("started", "finished")]
   assert lines[1] == lines[-1] == f"Full log: {run.log}"
   log = run.log.read_text()
-  # TFX's absl INFO logs, TF's C++ logging (fd 2), the trainer's progress, every stage line.
+  # TFX's absl INFO logs, TF's C++ logging (fd 2), Orbit's prints (fd 1), every stage line.
   assert all(f"Component {node} is finished." in log for node in NODES)
-  assert "cudart_stub.cc" in log and "progress: step" in log
+  assert "cudart_stub.cc" in log and "train | step:     10 |" in log
   assert all(line in log for line in lines)
   assert len(log.splitlines()) > 10 * len(lines)
 
@@ -242,10 +242,10 @@ def test_the_stage_lines_give_each_stages_key_figure(runs):
   run = runs[1]
   finished = {}
   for line in run.terminal[0].splitlines():
-    words = line.split("] ", 1)[-1]
-    if " finished" in words:
-      finished[words.split()[0]] = words.split(": ", 1)[1]
-  stats = json.loads((pathlib.Path(run.of_type("tokendrop.PretrainDataStatistics")[-1].uri) /
+    stage, _, rest = line.split("] ", 1)[-1].partition(" ")
+    if stage in NODES and rest.startswith("finished"):
+      finished[stage] = rest.split(": ", 1)[1]
+  stats = json.loads((pathlib.Path(run.of_type(PretrainDataStatistics.TYPE_NAME)[-1].uri) /
                       contract.DATA_STATS_FILE).read_text())
   metrics = json.loads((pathlib.Path(run.of_type("Model")[-1].uri) / contract.SERVING_SUBDIR /
                         contract.EVAL_METRICS_FILE).read_text())
@@ -262,5 +262,5 @@ def test_the_stage_lines_give_each_stages_key_figure(runs):
       "GlueEvaluator": f"GLUE score {report['glue_score']:.4f}; blessed",
       "BertPusher": f"published {run.published[-1]}"}
   cached = [line.split("] ", 1)[1].split()[0] for line in runs[2].terminal[0].splitlines()
-            if "(cached)" in line]
+            if " finished in " in line and "(cached)" in line]
   assert cached == ["CorpusGen", "TokenizePack"]

@@ -1,0 +1,168 @@
+"""The published version's model card: rounded scores, defaults spelled out, paths relative
+to the version, both validation losses."""
+
+import json
+import pathlib
+
+import pytest
+from official.modeling import hyperparams
+
+from components.publish import publish
+from trainer import configs, contract
+from trainer.encoder import TokenDropSchedule
+
+# configs/tiny_token_drop.yaml: 4 layers, 32 of 64 tokens kept, token_drop_layer unset.
+TINY_CONFIG_FILES = ("wiki_books_pretrain_sequence_pack.yaml",
+                     "bert_en_uncased_base_token_drop.yaml", "tiny_token_drop.yaml")
+GLUE_REPORT = {
+    "glue_score": 0.7791907514450868,
+    "tasks": {"rt_sst2": {"display_name": "SST-2 format, Rotten Tomatoes sentences",
+                          "score": 0.7791907514450868}},
+    "blessing": {"blessed": True, "score": 0.7791907514450868, "threshold": 0.55,
+                 "baseline_score": None, "tolerance": 0.02,
+                 "reason": "GLUE score 0.7792 >= threshold 0.5500"},
+}
+EVAL_METRICS = {"step": 300, "validation_loss": 6.123456, "validation_loss_as_trained": 6.98765,
+                "masked_lm_accuracy": 0.1234567, "masked_lm_accuracy_as_trained": 0.10001}
+DATA_STATS = {"documents": {"read": 60, "kept": 60}, "examples": {"total": 317, "train": 264,
+                                                                  "validation": 53},
+              "tokens": {"total": 19546, "unk": 0, "unk_rate": 0.0},
+              "packing": {"efficiency": 0.997535, "positions": 20288},
+              "config": {"learn_vocab_size": None, "vocab_file": "/abs/vocab.txt"}}
+
+
+def _export(directory: pathlib.Path, init_checkpoint: str = "",
+            overrides: dict | None = None) -> pathlib.Path:
+  """An export as the trainer writes it, without the weights publish does not read."""
+  export_dir = directory / contract.SERVING_SUBDIR
+  (export_dir / contract.TF2_DIR).mkdir(parents=True)
+  (export_dir / contract.TF2_DIR / (contract.CHECKPOINT_NAME + ".index")).write_text("")
+  (export_dir / contract.HF_DIR).mkdir()
+  params = configs.build_experiment(
+      configs.PRETRAINING, TINY_CONFIG_FILES,
+      {"trainer": {"train_steps": 300}, "task": {"init_checkpoint": init_checkpoint},
+       **(overrides or {})})
+  hyperparams.save_params_dict_to_yaml(params, str(export_dir / contract.TRAINING_PARAMS_FILE))
+  (export_dir / contract.EVAL_METRICS_FILE).write_text(json.dumps(EVAL_METRICS))
+  return export_dir
+
+
+def _evaluation(directory: pathlib.Path) -> pathlib.Path:
+  directory.mkdir(parents=True)
+  (directory / contract.GLUE_REPORT_JSON).write_text(json.dumps(GLUE_REPORT))
+  (directory / contract.GLUE_REPORT_MD).write_text("# report\n")
+  return directory
+
+
+def _publish(tmp_path, name, version, init_checkpoint="", overrides=None) -> pathlib.Path:
+  stats = tmp_path / f"{name}_stats.json"
+  stats.write_text(json.dumps(DATA_STATS))
+  export_dir = _export(tmp_path / name, init_checkpoint, overrides)
+  published = publish.publish(
+      str(tmp_path / "published"), str(export_dir), str(_evaluation(tmp_path / f"{name}_eval")),
+      str(stats), {"model_artifact_id": 7, "model_uri": str(tmp_path / name)}, version=version)
+  return pathlib.Path(published)
+
+
+def _strings_and_nones(value, path=()):
+  if isinstance(value, dict):
+    for key, item in value.items():
+      yield from _strings_and_nones(item, (*path, key))
+  elif isinstance(value, list):
+    for item in value:
+      yield from _strings_and_nones(item, path)
+  else:
+    yield path, value
+
+
+def test_scores_and_losses_are_rounded_and_both_losses_are_shown(tmp_path):
+  version = _publish(tmp_path, "run1", "v1")
+  card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
+  assert card["evaluation"]["glue_score"] == 0.7792
+  assert card["evaluation"]["tasks"] == {"SST-2 format, Rotten Tomatoes sentences": 0.7792}
+  assert card["evaluation"]["blessing"] == {
+      "blessed": True, "score": 0.7792, "threshold": 0.55, "tolerance": 0.02,
+      "reason": "GLUE score 0.7792 >= threshold 0.5500"}
+  assert {k: v for k, v in card["pretraining"].items() if k != "training_flops"} == {
+      "validation_step": 300, "validation_loss": 6.1235, "validation_loss_as_trained": 6.9877,
+      "masked_lm_accuracy": 0.1235, "masked_lm_accuracy_as_trained": 0.1}
+  assert card["data"]["packing_efficiency"] == 0.9975
+  markdown = (version / contract.MODEL_CARD_MD).read_text()
+  assert "- GLUE score: 0.7792\n" in markdown
+  assert "- validation_loss: 6.1235\n- validation_loss_as_trained: 6.9877\n" in markdown
+  assert "0.77919" not in markdown and "6.12345" not in markdown
+
+
+def test_options_that_took_a_default_say_which_value_applied(tmp_path):
+  version = _publish(tmp_path, "run1", "v1")
+  card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
+  dropping = card["token_dropping"]
+  assert dropping["token_drop_layer"] == 1 and dropping["kept_tokens"] == 32
+  assert "token_keep_ratio" not in dropping
+  assert card["defaults_applied"]["token_drop_layer"] == (
+      "default: num_layers // 2 - 1 for 4 layers")
+  assert [(path, value) for path, value in _strings_and_nones(card) if value is None] == []
+  markdown = (version / contract.MODEL_CARD_MD).read_text()
+  assert "- token_drop_layer: 1 (default: num_layers // 2 - 1 for 4 layers)\n" in markdown
+  assert ("- token_keep_k: 32 (token_keep_ratio unset, so token_keep_k sets the kept count)\n"
+          in markdown)
+  assert "- kept_tokens: 32 (of seq_length 64, in the dropped middle layers)\n" in markdown
+  assert "- token_allow_tokens: [UNK], [CLS], [SEP], [MASK]\n" in markdown
+  assert "- warm start: from scratch\n" in markdown
+  assert "None" not in markdown and "null" not in markdown
+
+
+def test_a_keep_ratio_sets_the_kept_count(tmp_path):
+  version = _publish(tmp_path, "run1", "v1", overrides={
+      "task": {"model": {"encoder": {"any": {"token_keep_ratio": 0.25,
+                                             "token_drop_layer": 2}}}}})
+  card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
+  assert card["token_dropping"]["token_keep_ratio"] == 0.25
+  assert card["token_dropping"]["token_drop_layer"] == 2
+  assert card["token_dropping"]["kept_tokens"] == 16
+  assert card["defaults_applied"] == {
+      "token_keep_k": "not used: token_keep_ratio sets the kept count",
+      "kept_tokens": "of seq_length 64, in the dropped middle layers"}
+
+
+@pytest.mark.parametrize("num_layers", range(3, 25))
+def test_the_stated_drop_layer_rule_is_the_encoders(num_layers):
+  stated = eval(publish.DROP_LAYER_DEFAULT_RULE, {"num_layers": num_layers})  # noqa: S307
+  assert stated == TokenDropSchedule.from_encoder_args(num_layers, keep_k=1).drop_layer
+
+
+def test_paths_are_relative_to_the_version_and_a_warm_start_names_its_version(tmp_path):
+  first = _publish(tmp_path, "run1", "v1")
+  warm_checkpoint = str(tmp_path / "run1" / contract.SERVING_SUBDIR / contract.TF2_DIR /
+                        contract.CHECKPOINT_NAME)
+  second = _publish(tmp_path, "run2", "v2", init_checkpoint=warm_checkpoint)
+  card = json.loads((second / contract.MODEL_CARD_JSON).read_text())
+  assert card["training"]["warm_start"] == {
+      "from": "published version v1", "checkpoint": "../v1/tf2/bert_model.ckpt"}
+  assert (second / card["training"]["warm_start"]["checkpoint"]).resolve().parent == (
+      first / contract.TF2_DIR).resolve()
+  assert card["files"] == {"checkpoint": "tf2/bert_model.ckpt", "huggingface": "hf/",
+                           "training_params": "training_params.yaml",
+                           "glue_report": "glue_report.md", "data_statistics": "data_stats.json"}
+  absolute = [path for path, value in _strings_and_nones(card)
+              if isinstance(value, str) and value.startswith(str(tmp_path))]
+  assert absolute == [("lineage", "model_uri")]
+  markdown = (second / contract.MODEL_CARD_MD).read_text()
+  assert "- warm start: from published version v1 (`../v1/tf2/bert_model.ckpt`)\n" in markdown
+  assert markdown.count(str(tmp_path)) == 1  # the lineage's MLMD URI
+
+
+def test_a_warm_start_from_an_unpublished_model_keeps_its_path(tmp_path):
+  version = _publish(tmp_path, "run1", "v1", init_checkpoint="/elsewhere/bert_model.ckpt")
+  card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
+  assert card["training"]["warm_start"] == {"from": "a model that was not published here",
+                                            "checkpoint": "/elsewhere/bert_model.ckpt"}
+
+
+def test_the_push_record_says_where_or_why_not(tmp_path):
+  publish.write_push_record(str(tmp_path / "a"), "/dest/v1")
+  publish.write_push_record(str(tmp_path / "b"), None, "the model was not blessed")
+  assert json.loads((tmp_path / "a" / publish.PUSH_RECORD_FILE).read_text()) == {
+      "pushed": True, "destination": "/dest/v1"}
+  assert json.loads((tmp_path / "b" / publish.PUSH_RECORD_FILE).read_text()) == {
+      "pushed": False, "reason": "the model was not blessed"}
