@@ -287,8 +287,8 @@ README_SECTION = "## bench/data_pipeline.py: preparing pretraining data"
 README_INTRO = README_SECTION + """
 
 `tokendrop prepare-data` (components/tokenize_pack) end to end (read -> tokenize
--> pack -> mask -> write gzip TFRecords) on DirectRunner, beside tf-models'
-single-process `create_pretraining_data.py` and the tokenizers alone.
+-> pack -> mask -> write gzip TFRecords, zlib level 1) on DirectRunner, beside
+tf-models' single-process `create_pretraining_data.py` and the tokenizers alone.
 
 How it measures: each row is its own subprocess with TF, Rayon and OpenMP
 limited to one thread (`TF_NUM_INTRAOP_THREADS=1` and friends), so "1 worker"
@@ -299,6 +299,11 @@ and, for our pipeline, the TFT transform_fn export (a fixed ~10 s per run,
 the time to import it. Peak memory is the subprocess' max RSS (`os.wait4`);
 with 2 workers Beam's worker processes are not in it, so memory is shown for 1
 worker. The larger corpora are the same files hard-linked 4 and 16 times.
+"CPU seconds" is the process' CPU time (all its threads) over the same span as
+"seconds". "1 worker" starts no thread of its own and TF, Rayon and OpenMP get
+one each, so it works on about one core; CPU seconds over seconds shows how
+much. On a shared machine CPU seconds grow less than wall-clock ones. For 2
+workers they are not shown: the work runs in Beam's worker processes.
 
 With `--direct_running_mode=multi_processing`, each of Beam's worker processes
 imports TF, Beam and the pipeline before it does any work (about 10 s each
