@@ -108,7 +108,8 @@ def test_the_xla_train_step_matches_the_graph_step(packed_data, experiment, prec
   table = np.random.default_rng(0).permutation(vocab_size).astype(np.float32) / 1000.0
   compiled, graph = task.build_model(), task.build_model()
   for model in (compiled, graph):
-    model(batch, training=False)  # creates the variables
+    logits = model(batch, training=False)["mlm_logits"]  # also creates the variables
+    assert logits.dtype == precision  # the policy applies: mixed_bfloat16 computes in bfloat16
     model.token_importance.assign(table)
   graph.set_weights(compiled.get_weights())
   assert compiled.drops_tokens == (experiment == configs.PRETRAINING)
