@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from readme_section import replace_section  # bench/ is the script's directory on sys.path
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
               "RAYON_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -313,13 +315,6 @@ pay off on a corpus large enough to amortize that; the 16x rows show it.
 """
 
 
-def replace_section(readme: str, section: str) -> str:
-  """The README with this bench's section (its heading up to the next one) replaced."""
-  start = readme.index(README_SECTION)
-  end = readme.find("\n## ", start + len(README_SECTION))
-  return readme[:start] + section + ("" if end < 0 else "\n" + readme[end + 1:])
-
-
 def main(argv: list[str]) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--quick", action="store_true",
@@ -347,7 +342,7 @@ def main(argv: list[str]) -> int:
   print(report)
   if not args.quick:
     readme = ROOT / "bench" / "README.md"
-    readme.write_text(replace_section(readme.read_text(), README_INTRO + report))
+    readme.write_text(replace_section(readme.read_text(), README_SECTION, README_INTRO + report))
     print(f"rewrote the {README_SECTION!r} section of bench/README.md")
   return 0
 

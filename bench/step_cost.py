@@ -29,6 +29,7 @@ import time
 import numpy as np
 import tensorflow as tf
 from official.core import exp_factory, task_factory
+from readme_section import replace_section  # bench/ is the script's directory on sys.path
 
 from trainer import configs, contract, flops, vocab  # noqa: F401  (configs registers experiments)
 from trainer import task as _task  # noqa: F401  (registers the task)
@@ -209,13 +210,6 @@ sequence, 30,522-word vocab); embeddings, LayerNorm and softmax are left out.
 """
 
 
-def replace_section(readme: str, section: str) -> str:
-  """The README with this bench's section (its heading up to the next one) replaced."""
-  start = readme.index(README_SECTION)
-  end = readme.find("\n## ", start + len(README_SECTION))
-  return readme[:start] + section + ("" if end < 0 else "\n" + readme[end + 1:])
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--shapes", default=",".join(SHAPES),
@@ -231,7 +225,7 @@ def main() -> None:
   text = report(rows, args.repeats, args.note, command)
   print(text)
   if sorted(names) == sorted(SHAPES):
-    README.write_text(replace_section(README.read_text(), README_INTRO + text))
+    README.write_text(replace_section(README.read_text(), README_SECTION, README_INTRO + text))
     print(f"rewrote the {README_SECTION!r} section of bench/README.md")
 
 

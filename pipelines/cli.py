@@ -5,7 +5,7 @@
     tokendrop train ...                 trainer/train.py (the seed's Model Garden flags)
     tokendrop export ...                trainer/export_cli.py
     tokendrop evaluate-glue ...         components/glue_eval/cli.py
-    tokendrop pipeline run|compile|submit|schedule --config configs/pipeline_*.yaml
+    tokendrop pipeline run|rehearse|compile|submit|schedule --config configs/pipeline_*.yaml
 
 Subcommands import their stage lazily, so `tokendrop --help` is fast and a
 stage's heavy dependencies load only when it runs. A mistake the user can fix
@@ -47,6 +47,8 @@ SUBCOMMANDS = {
 
 PIPELINE_ACTIONS = """\
     run       the whole pipeline on LocalDagRunner (Beam DirectRunner, in-process training)
+    rehearse  compile for Vertex, then run the compiled job here, each task through its
+              container entrypoint (Beam multi_processing, the Trainer in-process)
     compile   the Vertex AI Pipelines JSON (KubeflowV2DagRunner, the project's image)
     submit    compile, then start a Vertex PipelineJob (needs Google Cloud credentials)
     schedule  compile, then create a Vertex pipeline schedule (--cron), for retraining
@@ -83,8 +85,10 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
                       "out/logs/tokendrop-COMMAND-TIME.log)")
 
 
-def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose: bool) -> int:
-  """Runs a pipeline config (None: local_runner.DEFAULT_CONFIG) on LocalDagRunner; the
+def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose: bool,
+                rehearse: bool = False, work_dir: str | None = None) -> int:
+  """Runs a pipeline config (None: local_runner.DEFAULT_CONFIG) on LocalDagRunner, or with
+  rehearse=True as a rehearsal of its compiled Vertex job (pipelines/rehearsal.py); the
   terminal shows stages, progress and a summary (pipelines/console.py), the log file
   everything."""
   from pipelines import console
@@ -97,10 +101,13 @@ def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose
 
     config_path = config_path or local_runner.DEFAULT_CONFIG
     config = config_lib.load(config_path, overrides)
-    out.line(f"Pipeline {config.name} ({config_path}) on LocalDagRunner")
-    out.line(f"Full log: {log_path}")
     before = set(local_runner.published_versions(config.push.destination))
-    local_runner.run(config, out)
+    if rehearse:
+      _rehearse(config, config_path, log_path, work_dir, out)
+    else:
+      out.line(f"Pipeline {config.name} ({config_path}) on LocalDagRunner")
+      out.line(f"Full log: {log_path}")
+      local_runner.run(config, out)
     out.line(f"Pipeline {config.name} finished in "
              f"{console.format_duration(time.monotonic() - start)}.")
     for line in local_runner.summary(config, before):
@@ -109,17 +116,41 @@ def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose
   return 0
 
 
+def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out) -> None:
+  """The rehearsal part of run_locally: one line per task, its progress, where its logs are."""
+  from pipelines import rehearsal
+
+  out.line(f"Rehearsal of {config.name} ({config_path}): its compiled Vertex job, each task "
+           "started through kubeflow_v2_run_executor")
+  out.line(f"Full log: {log_path} (compile); each task's output: the rehearsal log below")
+
+  def on_task(name: str, event: str, seconds: float, uris: dict[str, str]) -> None:
+    if event == "started":
+      out.stage_started(name)
+    else:
+      out.stage_finished(name, {key: [uri] for key, uri in uris.items()})
+
+  result = rehearsal.rehearse(config, work_dir, on_task, out.progress)
+  if result.trainer_swapped:
+    out.line(f"Trainer ran as {rehearsal.LOCAL_TRAINER_EXECUTOR} in place of the Vertex "
+             "CustomJob")
+  out.line(f"Compiled job: {result.pipeline_json}")
+  out.line(f"Rehearsal log: {result.log_path}")
+
+
 def pipeline_main(argv: list[str]) -> int:
   """`tokendrop pipeline ACTION --config FILE [--set KEY=VALUE ...]`."""
   parser = argparse.ArgumentParser(prog="tokendrop pipeline", description=PIPELINE_ACTIONS,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("action", choices=("run", "compile", "submit", "schedule"))
+  parser.add_argument("action", choices=("run", "rehearse", "compile", "submit", "schedule"))
   parser.add_argument("--config", required=True, help="a pipeline YAML, e.g. "
                       "configs/pipeline_local_tiny.yaml")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
   parser.add_argument("--output", help="compile: where the pipeline JSON goes")
   parser.add_argument("--template", help="submit/schedule: a compiled JSON (default: compile)")
   parser.add_argument("--cron", help='schedule: e.g. "0 3 * * 0" (Sundays 03:00 UTC)')
+  parser.add_argument("--work_dir", help="rehearse: its pipeline root, compiled job and logs "
+                      "(default: rehearsal/ beside the config's root)")
   _add_run_flags(parser)
   args = parser.parse_args(argv)
   if args.action == "compile" and not args.output:
@@ -127,9 +158,10 @@ def pipeline_main(argv: list[str]) -> int:
   if args.action == "schedule" and not args.cron:
     raise UserError('schedule needs --cron, e.g. --cron "0 3 * * 0"')
   overrides = overrides_from_pairs(args.set)
-  if args.action == "run":
-    return run_locally(args.config, overrides, args.log_file or default_log_path("pipeline-run"),
-                       args.verbose)
+  if args.action in ("run", "rehearse"):
+    return run_locally(args.config, overrides,
+                       args.log_file or default_log_path(f"pipeline-{args.action}"),
+                       args.verbose, rehearse=args.action == "rehearse", work_dir=args.work_dir)
   from pipelines import config as config_lib
   from pipelines import vertex_runner
 

@@ -37,11 +37,9 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
+from trainer.contract import PROGRESS_PREFIX
 from trainer.errors import UserError, first_line
 
-# What a record's message starts with when trainer/train_lib.py or
-# components/glue_eval/finetune.py reports progress with an ETA.
-PROGRESS_PREFIX = "progress: "
 DEFAULT_PROGRESS_INTERVAL = 20.0
 # Lines of an unexpected exception's traceback shown on the terminal; the log has all of it.
 FAILURE_TAIL_LINES = 6

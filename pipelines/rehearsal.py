@@ -90,6 +90,7 @@ from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_t
 from pipelines import config as config_lib
 from pipelines import local_runner, vertex_runner
 from pipelines.config import PipelineConfig
+from trainer.contract import PROGRESS_PREFIX
 from trainer.errors import UserError
 
 REHEARSAL_BEAM_ARGS = ("--runner=DirectRunner", "--direct_running_mode=multi_processing",
@@ -150,8 +151,12 @@ def rehearsal_config(config: PipelineConfig, pipeline_root: str) -> PipelineConf
 
 
 def rehearse(config: PipelineConfig, work_dir: str | None = None,
-             on_task: TaskCallback | None = None) -> RehearsalResult:
+             on_task: TaskCallback | None = None,
+             on_progress: Callable[[str], None] | None = None) -> RehearsalResult:
   """Compiles `config` for Vertex and runs the compiled job here; see the module docstring.
+
+  on_progress receives each task output line's text from PROGRESS_PREFIX on (the trainer's
+  and GLUE fine-tuning's ETA lines).
 
   work_dir (default: default_work_dir) holds pipeline.json, root/ (the pipeline root, with
   artifacts.jsonl) and logs/<run>.log. Published versions go to config.push.destination.
@@ -176,7 +181,8 @@ def rehearse(config: PipelineConfig, work_dir: str | None = None,
                 f"{LOCAL_TRAINER_EXECUTOR} (in-process)\n")
     log.flush()
     tasks = _run_dag(spec, pipeline_root, run_name, log,
-                     _ArtifactRecord(os.path.join(pipeline_root, ARTIFACT_RECORD)), on_task)
+                     _ArtifactRecord(os.path.join(pipeline_root, ARTIFACT_RECORD)), on_task,
+                     on_progress)
   return RehearsalResult(pipeline_json, log_path, tasks, _published(tasks), trainer_swapped)
 
 
@@ -221,7 +227,8 @@ def _execution_order(tasks) -> list[str]:
 
 
 def _run_dag(spec: pipeline_spec_pb2.PipelineSpec, pipeline_root: str, run_name: str, log,
-             record: "_ArtifactRecord", on_task: TaskCallback | None) -> dict[str, TaskRun]:
+             record: "_ArtifactRecord", on_task: TaskCallback | None,
+             on_progress: Callable[[str], None] | None = None) -> dict[str, TaskRun]:
   executors = {name: json_format.MessageToDict(executor)
                for name, executor in spec.deployment_spec["executors"].items()}
   io_store = io.IOStore()
@@ -247,7 +254,7 @@ def _run_dag(spec: pipeline_spec_pb2.PipelineSpec, pipeline_root: str, run_name:
       if on_task:
         on_task(name, "started", 0.0, _output_uris(executor_input))
       run = _run_container(name, executor["container"], executor_input, component, run_name,
-                           pipeline_root, log)
+                           pipeline_root, log, on_progress)
       for key, artifact in run.outputs.items():
         record.add(artifact, _schema_title(component.output_definitions.artifacts[key]),
                    name, run_name)
@@ -329,7 +336,8 @@ def _output_uris(executor_input) -> dict[str, str]:
 
 
 def _run_container(name: str, container: dict, executor_input, component, run_name: str,
-                   pipeline_root: str, log) -> TaskRun:
+                   pipeline_root: str, log,
+                   on_progress: Callable[[str], None] | None = None) -> TaskRun:
   hook_parameters = {}
   hook = container.get("lifecycle", {}).get("preCacheCheck")
   if hook:
@@ -340,7 +348,7 @@ def _run_container(name: str, container: dict, executor_input, component, run_na
     hook_parameters = {key: executor_output_utils.pb2_value_to_python(value)
                        for key, value in hook_output.parameter_values.items()}
   command = _command(container, executor_input, component, name, run_name, pipeline_root)
-  _run_logged(name, command, log)
+  _run_logged(name, command, log, on_progress)
   outputs = executor_output_utils.get_outputs_for_task(executor_input, component)
   return TaskRun(name=name, seconds=0.0, command=command,
                  executor_input=json_format.MessageToDict(executor_input),
@@ -370,10 +378,18 @@ def _apply_hook_output(executor_input, hook_output) -> None:
         json_format.MessageToDict(artifacts.artifacts[0].metadata))
 
 
-def _run_logged(what: str, command: list[str], log) -> None:
+def _run_logged(what: str, command: list[str], log,
+                on_progress: Callable[[str], None] | None = None) -> None:
   log.write(f"=== {what} started: {shlex.join(command)}\n")
   log.flush()
-  status = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+  with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        text=True, errors="replace") as task:
+    for line in task.stdout:
+      log.write(line)
+      marker = line.find(PROGRESS_PREFIX)
+      if on_progress and marker >= 0:
+        on_progress(line[marker:].rstrip("\n"))
+  status = task.returncode
   log.flush()
   if status != 0:
     raise UserError(f"rehearsal task {what} exited with status {status}; its output is in "

@@ -103,3 +103,7 @@ GLUE_REPORT_MD = "glue_report.md"
 GLUE_REPORT_PNG = "glue_report.png"
 MODEL_CARD_MD = "model_card.md"
 MODEL_CARD_JSON = "model_card.json"
+
+# Log records that report progress with an ETA (training, GLUE fine-tuning) start with this;
+# the operator console (pipelines/console.py) shows them, throttled.
+PROGRESS_PREFIX = "progress: "

@@ -90,7 +90,7 @@ class TokenDropTrainer(base_trainer.Trainer):
       steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
       remaining = max(self.config.trainer.train_steps - step, 0)
       eta = remaining / steps_per_sec if steps_per_sec > 0 else float("inf")
-      logging.info("progress: step %d/%d, %.2f steps/s, loss %.4f, ETA %s", step,
+      logging.info(contract.PROGRESS_PREFIX + "step %d/%d, %.2f steps/s, loss %.4f, ETA %s", step,
                    self.config.trainer.train_steps, steps_per_sec,
                    float(logs[self.train_loss.name]), format_seconds(eta))
     self._last_progress = (step, now)

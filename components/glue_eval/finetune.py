@@ -198,7 +198,8 @@ class GridProgress:
       return
     self._last = now
     rate = (self._done - 1) / max(now - self._start, 1e-9)
-    _log.info("progress: fine-tuning %s, run %d/%d, step %d/%d, %.2f steps/s, ETA %s",
+    _log.info(contract.PROGRESS_PREFIX +
+              "fine-tuning %s, run %d/%d, step %d/%d, %.2f steps/s, ETA %s",
               self._task.display_name, run, self._runs, self._done, self._total, rate,
               format_seconds((self._total - self._done) / rate))
 
