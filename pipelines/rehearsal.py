@@ -161,6 +161,7 @@ def rehearse(config: PipelineConfig, work_dir: str | None = None,
   work_dir (default: default_work_dir) holds pipeline.json, root/ (the pipeline root, with
   artifacts.jsonl) and logs/<run>.log. Published versions go to config.push.destination.
   """
+  _check_local_paths(config)
   work_dir = os.path.abspath(work_dir or default_work_dir(config))
   config = rehearsal_config(config, os.path.join(work_dir, "root"))
   local_runner.prepare_local_corpus(config)
@@ -184,6 +185,17 @@ def rehearse(config: PipelineConfig, work_dir: str | None = None,
                      _ArtifactRecord(os.path.join(pipeline_root, ARTIFACT_RECORD)), on_task,
                      on_progress)
   return RehearsalResult(pipeline_json, log_path, tasks, _published(tasks), trainer_swapped)
+
+
+def _check_local_paths(config: PipelineConfig) -> None:
+  """A rehearsal reads and writes this machine's disk; a gs:// path would fail tasks later."""
+  paths = {"root": config.root, "corpus.input_base": config.corpus.input_base,
+           "push.destination": config.push.destination, "glue.glue_dir": config.glue.glue_dir}
+  remote = sorted(key for key, path in paths.items() if (path or "").startswith("gs://"))
+  if remote:
+    raise UserError(f"{', '.join(remote)} must be local paths for a rehearsal, which runs on "
+                    "this machine: use a local config (configs/pipeline_local_tiny.yaml) or "
+                    f"--set {remote[0]}=<local path>")
 
 
 def _kfp_local_spec(pipeline_spec: dict) -> pipeline_spec_pb2.PipelineSpec:

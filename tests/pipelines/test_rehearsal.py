@@ -18,6 +18,7 @@ from components.common import packaged_corpora
 from pipelines import config as config_lib
 from pipelines import rehearsal
 from trainer import contract
+from trainer.errors import UserError
 
 CONTAINER_TASKS = ("CorpusGen", "TokenizePack", "Trainer", "GlueEvaluator", "BertPusher")
 BLESSING_RESOLVER = "latest_blessed_model-model-blessing-resolver"
@@ -211,3 +212,11 @@ def test_the_rehearsal_config_replaces_only_the_runner_flags():
       "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
   assert rehearsed.root == "/tmp/rehearsal/root"
   assert config.beam_pipeline_args[1] == "--direct_running_mode=in_memory"
+
+
+def test_a_config_with_gs_paths_is_refused_before_anything_runs(tmp_path):
+  config = config_lib.load("configs/pipeline_vertex_base_tpu.yaml")
+  with pytest.raises(UserError, match=r"^corpus.input_base, glue.glue_dir, push.destination, "
+                     r"root must be local paths for a rehearsal"):
+    rehearsal.rehearse(config, str(tmp_path / "work"))
+  assert not (tmp_path / "work").exists()
