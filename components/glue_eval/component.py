@@ -1,9 +1,18 @@
 """GlueEvaluator: the TFX component that fine-tunes the trained Model on GLUE and blesses it.
 
-It is a Python-function component (tfx.v1.dsl.components.component) rather than a custom
-executor class: it needs no Beam, its inputs, outputs and parameters are all declared by the
-signature below, and the work is one call to evaluate.evaluate_glue. The same function
-runs in-process under LocalDagRunner and in the project's image on Vertex.
+    evaluator = GlueEvaluator(model=trainer.outputs["model"],
+                              baseline_model=resolver.outputs["model"],
+                              baseline_blessing=resolver.outputs["model_blessing"],
+                              tasks="rt_sst2", threshold=0.7)
+
+Its executor is a subclass of TFX's Evaluator executor, though it runs no TFMA: that is what
+makes TFX's Vertex entrypoint (kubeflow_v2_run_executor) treat its `blessing` output as an
+Evaluator's. On Vertex an artifact's id is a hash of its resource name; for an Evaluator the
+entrypoint writes the blessing's current_model_id and baseline_model_id back as those names
+(kubeflow_v2_entrypoint_utils.refactor_model_blessing), and Vertex's latest-blessed-model
+resolver looks the model up by `name="<current_model_id>"`. With any other executor class the
+ids stay hashes, nothing matches, and no scheduled run ever warm-starts or compares with a
+baseline. Under LocalDagRunner the ids are MLMD's, as LatestBlessedModelStrategy expects.
 
 Inputs:
   model: the trained Model. Its exported checkpoint is read from
@@ -11,26 +20,32 @@ Inputs:
     holds tf2/. The default, Format-Serving, is the Trainer's serving_model_dir, where the
     trainer exports (so the checkpoint is Format-Serving/tf2).
   baseline_model, baseline_blessing (optional): the previously blessed Model and its
-    ModelBlessing, from a Resolver with LatestBlessedModelStrategy. The blessing's directory
-    holds that model's glue_report.json, the baseline for the table, the chart and the
-    decision. On the first run the Resolver finds nothing and both are absent.
+    ModelBlessing, from a latest-blessed-model Resolver. The blessing's directory holds that
+    model's glue_report.json, the baseline for the table, the chart and the decision. On the
+    first run the Resolver finds nothing and both are absent.
 Outputs:
   evaluation (ModelEvaluation): glue_report.json, glue_report.md, glue_report.png and
     tensorboard/; custom property glue_score.
-  blessing (ModelBlessing): custom properties blessed (1/0) and current_model_id, which
-    LatestBlessedModelStrategy reads, a BLESSED or NOT_BLESSED file, and glue_report.json.
+  blessing (ModelBlessing): custom properties blessed (1/0), current_model_id and
+    current_model (the Model's URI), a BLESSED or NOT_BLESSED file, and glue_report.json.
 Parameters:
   tasks: comma-separated task names (default rt_sst2, the offline Rotten Tomatoes task).
   glue_dir / tfds_data_dir: where GLUE tasks are read from (not needed for rt_sst2).
   threshold, tolerance: blessed iff GLUE score >= threshold and >= baseline - tolerance
     (scores are fractions: 0.7 is 70).
   finetune_config: FineTuneConfig as JSON, e.g. '{"learning_rates": [1e-4], "epochs": 2}'.
-  lower_case: lower-case and strip accents, as for an uncased vocab.
+  lower_case: lower-case and strip accents, as for an uncased vocab. An int (1/0), since
+    Vertex parameters have no boolean type.
 """
 
 import os
+from typing import Any
 
-from tfx import v1 as tfx
+from tfx import types
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.glue_eval import blessing as blessing_lib
 from components.glue_eval import evaluate, finetune
@@ -40,39 +55,107 @@ from trainer import contract
 
 DEFAULT_CHECKPOINT_SUBDIR = contract.SERVING_SUBDIR
 
+MODEL_KEY = "model"
+BASELINE_MODEL_KEY = "baseline_model"
+BASELINE_BLESSING_KEY = "baseline_blessing"
+EVALUATION_KEY = "evaluation"
+# TFX's entrypoint rewrites the ids of an Evaluator's output under this key only
+# (tfx.types.standard_component_specs.BLESSING_KEY).
+BLESSING_KEY = "blessing"
 
-@tfx.dsl.components.component
-def GlueEvaluator(  # TFX names components like classes.
-    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-    evaluation: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
-    blessing: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.ModelBlessing],
-    baseline_model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model] = None,
-    baseline_blessing: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.ModelBlessing] = None,
-    tasks: tfx.dsl.components.Parameter[str] = ROTTEN_TOMATOES_TASK,
-    glue_dir: tfx.dsl.components.Parameter[str] = "",
-    tfds_data_dir: tfx.dsl.components.Parameter[str] = "",
-    checkpoint_subdir: tfx.dsl.components.Parameter[str] = DEFAULT_CHECKPOINT_SUBDIR,
-    threshold: tfx.dsl.components.Parameter[float] = 0.0,
-    tolerance: tfx.dsl.components.Parameter[float] = 0.0,
-    finetune_config: tfx.dsl.components.Parameter[str] = "{}",
-    lower_case: tfx.dsl.components.Parameter[bool] = True,
-) -> None:
-  baseline_report = None
-  if baseline_blessing is not None:
-    baseline_id = baseline_blessing.get_int_custom_property(blessing_lib.CURRENT_MODEL_ID_KEY)
-    if baseline_model is not None and baseline_id != baseline_model.id:
-      raise ValueError(f"baseline_blessing blesses model {baseline_id} but baseline_model is "
-                       f"{baseline_model.id}; pass both outputs of one Resolver")
-    baseline_report = blessing_lib.read_blessing_report(baseline_blessing)
-  report = evaluate.evaluate_glue(
-      os.path.join(model.uri, checkpoint_subdir), parse_task_list(tasks),
-      evaluation.uri, glue_dir=glue_dir or None, tfds_data_dir=tfds_data_dir or None,
-      config=finetune.FineTuneConfig.from_json(finetune_config),
-      # Vertex compiles bool parameters to INT.
-      lower_case=bool(lower_case),
-      baseline_report=baseline_report, policy=evaluate.BlessingPolicy(threshold, tolerance))
-  evaluation.set_float_custom_property(blessing_lib.GLUE_SCORE_KEY, report["glue_score"])
-  blessing_lib.write_model_blessing(
-      blessing, model, blessing_lib.BlessingDecision(**report["blessing"]),
-      os.path.join(evaluation.uri, report_lib.REPORT_JSON), baseline_model)
+
+def _optional(input_dict: dict[str, list[types.Artifact]], key: str) -> types.Artifact | None:
+  artifacts = input_dict.get(key) or []
+  return artifact_utils.get_single_instance(artifacts) if artifacts else None
+
+
+def _check_baseline_pair(baseline_model: types.Artifact | None,
+                         baseline_blessing: types.Artifact) -> None:
+  """The blessing must be the baseline model's. Compared by URI: the id the blessing records
+  is MLMD's under LocalDagRunner and the model's resource name on Vertex."""
+  if baseline_model is None:
+    return
+  blessed_uri = baseline_blessing.get_string_custom_property(blessing_lib.CURRENT_MODEL_URI_KEY)
+  if blessed_uri != baseline_model.uri:
+    raise ValueError(f"baseline_blessing {baseline_blessing.uri} blesses the model at "
+                     f"{blessed_uri!r} but baseline_model is {baseline_model.uri!r}; pass both "
+                     "outputs of one latest-blessed-model Resolver")
+
+
+class Executor(evaluator_executor.Executor):
+  """Fine-tunes on GLUE and writes the evaluation and the blessing. TFX's Evaluator executor is
+  the base class only for the Vertex entrypoint's sake (see the module docstring)."""
+
+  def Do(self, input_dict: dict[str, list[types.Artifact]],
+         output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+    self._log_startup(input_dict, output_dict, exec_properties)
+    model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+    evaluation = artifact_utils.get_single_instance(output_dict[EVALUATION_KEY])
+    blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
+    baseline_model = _optional(input_dict, BASELINE_MODEL_KEY)
+    baseline_blessing = _optional(input_dict, BASELINE_BLESSING_KEY)
+    baseline_report = None
+    if baseline_blessing is not None:
+      _check_baseline_pair(baseline_model, baseline_blessing)
+      baseline_report = blessing_lib.read_blessing_report(baseline_blessing)
+    report = evaluate.evaluate_glue(
+        os.path.join(model.uri, exec_properties["checkpoint_subdir"]),
+        parse_task_list(exec_properties["tasks"]), evaluation.uri,
+        glue_dir=exec_properties["glue_dir"] or None,
+        tfds_data_dir=exec_properties["tfds_data_dir"] or None,
+        config=finetune.FineTuneConfig.from_json(exec_properties["finetune_config"]),
+        lower_case=bool(exec_properties["lower_case"]), baseline_report=baseline_report,
+        policy=evaluate.BlessingPolicy(exec_properties["threshold"],
+                                       exec_properties["tolerance"]))
+    evaluation.set_float_custom_property(blessing_lib.GLUE_SCORE_KEY, report["glue_score"])
+    blessing_lib.write_model_blessing(
+        blessing, model, blessing_lib.BlessingDecision(**report["blessing"]),
+        os.path.join(evaluation.uri, report_lib.REPORT_JSON), baseline_model)
+
+
+class GlueEvaluatorSpec(ComponentSpec):
+  PARAMETERS = {
+      "tasks": ExecutionParameter(type=str),
+      "glue_dir": ExecutionParameter(type=str),
+      "tfds_data_dir": ExecutionParameter(type=str),
+      "checkpoint_subdir": ExecutionParameter(type=str),
+      "threshold": ExecutionParameter(type=float),
+      "tolerance": ExecutionParameter(type=float),
+      "finetune_config": ExecutionParameter(type=str),
+      "lower_case": ExecutionParameter(type=int),
+  }
+  INPUTS = {
+      MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
+      BASELINE_MODEL_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
+      BASELINE_BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing,
+                                              optional=True),
+  }
+  OUTPUTS = {
+      EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
+      BLESSING_KEY: ChannelParameter(type=standard_artifacts.ModelBlessing),
+  }
+
+
+class GlueEvaluator(base_beam_component.BaseBeamComponent):
+  """Fine-tune the Model on GLUE and bless it; see the module docstring. A Beam component
+  only because its executor's base class is one; it runs no Beam pipeline."""
+  SPEC_CLASS = GlueEvaluatorSpec
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+  def __init__(self, model: types.BaseChannel,
+               baseline_model: types.BaseChannel | None = None,
+               baseline_blessing: types.BaseChannel | None = None,
+               tasks: str = ROTTEN_TOMATOES_TASK, glue_dir: str = "", tfds_data_dir: str = "",
+               checkpoint_subdir: str = DEFAULT_CHECKPOINT_SUBDIR, threshold: float = 0.0,
+               tolerance: float = 0.0, finetune_config: str = "{}", lower_case: bool = True):
+    parse_task_list(tasks)  # A wrong task name fails here, not hours later on Vertex.
+    finetune.FineTuneConfig.from_json(finetune_config)
+    evaluate.BlessingPolicy(threshold, tolerance)
+    super().__init__(spec=GlueEvaluatorSpec(
+        model=model, baseline_model=baseline_model, baseline_blessing=baseline_blessing,
+        evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+        blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+        tasks=tasks, glue_dir=glue_dir, tfds_data_dir=tfds_data_dir,
+        checkpoint_subdir=checkpoint_subdir, threshold=float(threshold),
+        tolerance=float(tolerance), finetune_config=finetune_config,
+        lower_case=int(lower_case)))

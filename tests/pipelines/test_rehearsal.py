@@ -165,18 +165,19 @@ def test_the_model_resolver_queries_vertex_s_filter_with_the_blessing_s_model_id
   first, second, _, _ = rehearsals
   model_id = first.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]["current_model_id"]
   assert second.tasks[MODEL_RESOLVER].queries == {"model": (
-      f'schema_title="tfx.Model" AND state=LIVE AND name="{json.dumps(model_id)}"')}
+      f'schema_title="tfx.Model" AND state=LIVE AND name="{model_id}"')}
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "GlueEvaluator records current_model_id as the Model's integer id, which on Vertex is a "
-    "hash of the artifact's resource name, read back as a float; Vertex's model resolver "
-    "filters on name=\"<current_model_id>\", which no artifact name matches. TFX's entrypoint "
-    "turns the id back into the name only for its own Evaluator "
-    "(kubeflow_v2_entrypoint_utils.refactor_model_blessing)."))
 def test_the_second_rehearsal_warm_starts_from_the_first_ones_model(rehearsals):
   first, second, _, _ = rehearsals
   model = first.tasks["Trainer"].outputs["model"]
+  # TFX's entrypoint wrote the blessing's ids as resource names, as it does for an Evaluator.
+  first_blessing = first.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
+  assert first_blessing["current_model_id"] == model["name"]
+  assert "baseline_model_id" not in first_blessing
+  second_blessing = second.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
+  assert second_blessing["baseline_model_id"] == model["name"]
+  assert second_blessing["current_model_id"] == second.tasks["Trainer"].outputs["model"]["name"]
   assert second.tasks[MODEL_RESOLVER].outputs["model"]["uri"] == model["uri"]
   base_model = second.tasks["Trainer"].executor_input["inputs"]["artifacts"]["base_model"]
   assert base_model["artifacts"][0]["uri"] == model["uri"]
