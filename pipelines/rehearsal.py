@@ -10,7 +10,7 @@ In order:
    compiling, the Beam arguments become REHEARSAL_BEAM_ARGS: DirectRunner in multi_processing
    mode with 2 workers, which pickles every DoFn into worker processes as Dataflow does. The
    arguments are in the compiled spec, as Dataflow's would be.
-2. Run the root DAG in dependency order. Each container task is a subprocess started with the
+2. Run the root DAG in dependency order. Each container task is a new process started with the
    command and args of its executor in the spec (`python -m
    tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor --executor_class_path ...
    --json_serialized_invocation_args {{$}} <beam args>`); `python` is this interpreter, the
@@ -18,6 +18,11 @@ In order:
    holds the task's parameters, its input artifacts (upstream outputs, with the metadata their
    executors wrote) and its output URIs under <work_dir>/root. Each task's
    executor_output.json is read back: the artifacts downstream tasks receive carry its metadata.
+   A `python -m MODULE` command runs in a process forked from the rehearsal's task process,
+   which imported the modules the spec's commands name (TFX's entrypoint and driver, and with
+   them TensorFlow, TFMA and Beam) once per rehearsal, instead of importing them again in
+   every task (_Launcher, pipelines/task_process.py). The task process is still new, runs
+   the module as __main__ with the spec's arguments, and imports every project module itself.
 3. CorpusGen's preCacheCheck hook (TFX's kubeflow v2 file_based_example_gen driver) runs first,
    with the task's executor input. Its output (the newest span, the input fingerprint, the
    span's file pattern, the Examples metadata) is applied to the executor input before the
@@ -41,7 +46,8 @@ kfp.local (kfp 2.16) and where it is adapted:
   container executors only, and hands containers to SubprocessTaskHandler, which refuses any
   command that is not a kfp lightweight Python component. This module's _run_dag is that
   loop with three more kinds of step: the preCacheCheck hook, the resolver queries, and a
-  container task run as its own command in a subprocess whose output goes to the log.
+  container task run as its own command in a new process (forked from the warm task process
+  for a `python -m` command) whose output goes to the log.
 - TFX's compiler writes task constants in the older `runtimeValue.constantValue` form (intValue,
   doubleValue, stringValue), which make_task_arguments rejects; they are rewritten to
   `constant` values first (_kfp_local_spec).
@@ -88,7 +94,7 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 
 from pipelines import config as config_lib
-from pipelines import local_runner, vertex_runner
+from pipelines import local_runner, task_process, vertex_runner
 from pipelines.config import PipelineConfig
 from trainer.contract import PROGRESS_PREFIX
 from trainer.errors import UserError
@@ -243,45 +249,46 @@ def _run_dag(spec: pipeline_spec_pb2.PipelineSpec, pipeline_root: str, run_name:
              on_progress: Callable[[str], None] | None = None) -> dict[str, TaskRun]:
   executors = {name: json_format.MessageToDict(executor)
                for name, executor in spec.deployment_spec["executors"].items()}
-  io_store = io.IOStore()
-  produced: dict[str, set[str]] = {}
-  runs = {}
-  for name in _execution_order(spec.root.dag.tasks):
-    task = spec.root.dag.tasks[name]
-    component = spec.components[task.component_ref.name]
-    task_inputs, component = _without_unresolved_inputs(task.inputs, component, produced)
-    arguments = OrchestratorUtils.make_task_arguments(task_inputs, io_store)
-    task_root = executor_input_utils.construct_local_task_root(pipeline_root, run_name, name)
-    executor_input = executor_input_utils.construct_executor_input(
-        component, arguments, task_root, block_input_artifact=False)
-    _restore_artifact_types(executor_input, component)
-    executor = executors[component.executor_label]
-    start = time.monotonic()
-    if "resolver" in executor:
-      run = _resolve(name, executor["resolver"], executor_input, component, task_inputs,
-                     task.inputs, record, on_task)
-    else:
-      _prepare_outputs(executor_input, run_name, name)
-      _fill_kubeflow_parameters(executor_input, component)
+  with _Launcher(executors) as launcher:
+    io_store = io.IOStore()
+    produced: dict[str, set[str]] = {}
+    runs = {}
+    for name in _execution_order(spec.root.dag.tasks):
+      task = spec.root.dag.tasks[name]
+      component = spec.components[task.component_ref.name]
+      task_inputs, component = _without_unresolved_inputs(task.inputs, component, produced)
+      arguments = OrchestratorUtils.make_task_arguments(task_inputs, io_store)
+      task_root = executor_input_utils.construct_local_task_root(pipeline_root, run_name, name)
+      executor_input = executor_input_utils.construct_executor_input(
+          component, arguments, task_root, block_input_artifact=False)
+      _restore_artifact_types(executor_input, component)
+      executor = executors[component.executor_label]
+      start = time.monotonic()
+      if "resolver" in executor:
+        run = _resolve(name, executor["resolver"], executor_input, component, task_inputs,
+                       task.inputs, record, on_task)
+      else:
+        _prepare_outputs(executor_input, run_name, name)
+        _fill_kubeflow_parameters(executor_input, component)
+        if on_task:
+          on_task(name, "started", 0.0, _output_uris(executor_input))
+        run = _run_container(name, executor["container"], executor_input, component, run_name,
+                             pipeline_root, log, launcher, on_progress)
+        for key, artifact in run.outputs.items():
+          record.add(artifact, _schema_title(component.output_definitions.artifacts[key]),
+                     name, run_name)
+      run.seconds = time.monotonic() - start
+      log.write(f"=== {name} finished in {run.seconds:.1f} s; outputs: "
+                f"{json.dumps(run.outputs, sort_keys=True)}\n")
+      log.flush()
       if on_task:
-        on_task(name, "started", 0.0, _output_uris(executor_input))
-      run = _run_container(name, executor["container"], executor_input, component, run_name,
-                           pipeline_root, log, on_progress)
+        on_task(name, "finished", run.seconds,
+                {key: artifact["uri"] for key, artifact in run.outputs.items()})
       for key, artifact in run.outputs.items():
-        record.add(artifact, _schema_title(component.output_definitions.artifacts[key]),
-                   name, run_name)
-    run.seconds = time.monotonic() - start
-    log.write(f"=== {name} finished in {run.seconds:.1f} s; outputs: "
-              f"{json.dumps(run.outputs, sort_keys=True)}\n")
-    log.flush()
-    if on_task:
-      on_task(name, "finished", run.seconds,
-              {key: artifact["uri"] for key, artifact in run.outputs.items()})
-    for key, artifact in run.outputs.items():
-      io_store.put_task_output(name, key, executor_output_utils.runtime_artifact_to_dsl_artifact(
-          _runtime_artifact(artifact)))
-    produced[name] = set(run.outputs)
-    runs[name] = run
+        io_store.put_task_output(name, key, executor_output_utils.runtime_artifact_to_dsl_artifact(
+            _runtime_artifact(artifact)))
+      produced[name] = set(run.outputs)
+      runs[name] = run
   return runs
 
 
@@ -348,19 +355,19 @@ def _output_uris(executor_input) -> dict[str, str]:
 
 
 def _run_container(name: str, container: dict, executor_input, component, run_name: str,
-                   pipeline_root: str, log,
+                   pipeline_root: str, log, launcher: "_Launcher",
                    on_progress: Callable[[str], None] | None = None) -> TaskRun:
   hook_parameters = {}
   hook = container.get("lifecycle", {}).get("preCacheCheck")
   if hook:
-    _run_logged(f"{name} preCacheCheck", _command(hook, executor_input, component, name,
-                                                  run_name, pipeline_root), log)
+    launcher.run(f"{name} preCacheCheck", _command(hook, executor_input, component, name,
+                                                   run_name, pipeline_root), log)
     hook_output = executor_output_utils.load_executor_output(executor_input.outputs.output_file)
     _apply_hook_output(executor_input, hook_output)
     hook_parameters = {key: executor_output_utils.pb2_value_to_python(value)
                        for key, value in hook_output.parameter_values.items()}
   command = _command(container, executor_input, component, name, run_name, pipeline_root)
-  _run_logged(name, command, log, on_progress)
+  launcher.run(name, command, log, on_progress)
   outputs = executor_output_utils.get_outputs_for_task(executor_input, component)
   return TaskRun(name=name, seconds=0.0, command=command,
                  executor_input=json_format.MessageToDict(executor_input),
@@ -390,22 +397,78 @@ def _apply_hook_output(executor_input, hook_output) -> None:
         json_format.MessageToDict(artifacts.artifacts[0].metadata))
 
 
-def _run_logged(what: str, command: list[str], log,
-                on_progress: Callable[[str], None] | None = None) -> None:
-  log.write(f"=== {what} started: {shlex.join(command)}\n")
-  log.flush()
-  with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                        text=True, errors="replace") as task:
-    for line in task.stdout:
-      log.write(line)
-      marker = line.find(PROGRESS_PREFIX)
-      if on_progress and marker >= 0:
-        on_progress(line[marker:].rstrip("\n"))
-  status = task.returncode
-  log.flush()
-  if status != 0:
-    raise UserError(f"rehearsal task {what} exited with status {status}; its output is in "
-                    f"{log.name}")
+class _Launcher:
+  """Starts each task's command and streams its output to the log (and its progress lines to
+  on_progress).
+
+  `python -m MODULE ARGS`, where MODULE is one the spec's commands name, runs in a child
+  forked from pipelines/task_process.py, a process that imported those modules once: a new
+  process that runs the module as __main__ with the spec's arguments, without importing
+  TensorFlow, TFX and Beam again. No project module is preloaded. Any other command runs as
+  a subprocess, as is.
+  """
+
+  def __init__(self, executors: dict[str, dict]):
+    commands = []
+    for executor in executors.values():
+      container = executor.get("container", {})
+      hook = container.get("lifecycle", {}).get("preCacheCheck", {})
+      commands += [c["command"] for c in (container, hook) if c.get("command")]
+    self.modules = sorted({c[2] for c in commands if len(c) > 2 and c[:2] == ["python", "-m"]})
+    # It starts importing now, while the first task's inputs are prepared.
+    self._server = subprocess.Popen(
+        [sys.executable, "-m", task_process.__name__, *self.modules], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+
+  def __enter__(self) -> "_Launcher":
+    return self
+
+  def __exit__(self, error_type, *_) -> None:
+    if error_type is not None:  # A task may still be running: stop it with the server.
+      self._server.kill()
+    self._server.stdin.close()
+    self._server.stdout.read()
+    self._server.wait()
+
+  def run(self, what: str, command: list[str], log,
+          on_progress: Callable[[str], None] | None = None) -> None:
+    warm = command[:2] == [sys.executable, "-m"] and command[2] in self.modules
+    log.write(f"=== {what} started: {shlex.join(command)}\n")
+    if warm:
+      log.write(f"=== {what} runs in a process forked from one that imported "
+                f"{', '.join(self.modules)}\n")
+    log.flush()
+    status = (self._fork(command[2:], log, on_progress) if warm else
+              self._exec(command, log, on_progress))
+    log.flush()
+    if status != 0:
+      raise UserError(f"rehearsal task {what} exited with status {status}; its output is in "
+                      f"{log.name}")
+
+  def _fork(self, argv: list[str], log, on_progress) -> int:
+    self._server.stdin.write(json.dumps(argv) + "\n")
+    self._server.stdin.flush()
+    for line in self._server.stdout:
+      if line.startswith(task_process.EXIT_MARKER):
+        return int(line[len(task_process.EXIT_MARKER):])
+      _stream([line], log, on_progress)
+    raise UserError(f"the rehearsal's task process ({task_process.__name__}) exited while "
+                    f"running {argv[0]}; its output is in {log.name}")
+
+  @staticmethod
+  def _exec(command: list[str], log, on_progress) -> int:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as task:
+      _stream(task.stdout, log, on_progress)
+    return task.returncode
+
+
+def _stream(lines, log, on_progress: Callable[[str], None] | None) -> None:
+  for line in lines:
+    log.write(line)
+    marker = line.find(PROGRESS_PREFIX)
+    if on_progress and marker >= 0:
+      on_progress(line[marker:].rstrip("\n"))
 
 
 def _artifact_dict(artifact) -> dict:
