@@ -6,9 +6,9 @@ metrics.py). The decision is recorded on a TFX ModelBlessing the way TFX's Evalu
 its own: int custom properties `blessed` (1/0) and `current_model_id` (the Model artifact's
 MLMD id), which tfx.v1.dsl.experimental.LatestBlessedModelStrategy matches against Model
 ids, plus a BLESSED or NOT_BLESSED marker file. On Vertex, TFX's entrypoint rewrites the ids
-as the artifacts' resource names, which Vertex's resolver matches (component.py says when). The blessing's directory also holds the
-model's glue_report.json, so whoever resolves this blessing as a baseline has the report
-to compare against.
+as the artifacts' resource names, which Vertex's resolver matches (component.py says when).
+The blessing's directory also holds the model's glue_report.json, so whoever resolves this
+blessing as a baseline has the report to compare against.
 """
 
 import dataclasses
