@@ -449,9 +449,13 @@ class _Launcher:
     self._server.stdin.write(json.dumps(argv) + "\n")
     self._server.stdin.flush()
     for line in self._server.stdout:
-      if line.startswith(task_process.EXIT_MARKER):
-        return int(line[len(task_process.EXIT_MARKER):])
-      _stream([line], log, on_progress)
+      marker = line.find(task_process.EXIT_MARKER)
+      if marker < 0:
+        _stream([line], log, on_progress)
+        continue
+      if marker:  # The task's last line had no newline.
+        _stream([line[:marker] + "\n"], log, on_progress)
+      return int(line[marker + len(task_process.EXIT_MARKER):])
     raise UserError(f"the rehearsal's task process ({task_process.__name__}) exited while "
                     f"running {argv[0]}; its output is in {log.name}")
 

@@ -55,6 +55,11 @@ def test_each_task_s_exit_status_is_its_own(launcher):
   assert _run(launcher, "again", [sys.executable, "-m", MODULE, "0"])[2] is None
 
 
+def test_a_last_line_without_a_newline_is_kept_and_the_status_still_read(launcher):
+  out, _, error = _run(launcher, "unterminated", [sys.executable, "-m", MODULE, "5", "tail"])
+  assert "\ntail\n" in out and "status 5;" in error
+
+
 def test_any_other_command_runs_as_a_subprocess(launcher):
   out, _, error = _run(launcher, "exec", [sys.executable, "-c", "print('plain'); exit(4)"])
   assert "runs in a process forked" not in out and "plain\n" in out
