@@ -163,7 +163,7 @@ def report(rows: list[dict], repeats: int, note: str, command: str) -> str:
           f"Measured {datetime.date.today()} on {os.cpu_count()} cores ({platform.machine()}, "
           f"CPU only, Python {platform.python_version()}, TF {tf.__version__}, {threads} "
           f"intra-op threads), {repeats} rounds. {note + ' ' if note else ''}Command: "
-          f"`{command}`.", width=80),
+          f"`{command}`.", width=80, break_on_hyphens=False),
       "",
       "| shape | layers x hidden, seq, kept | batch | step | drop s/step | base s/step "
       "| measured ratio (min-max) | analytic: encoder | analytic: encoder + MLM head |",
