@@ -44,7 +44,7 @@ from typing import Any
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.glue_eval import blessing as blessing_lib
@@ -55,13 +55,13 @@ from trainer import contract
 
 DEFAULT_CHECKPOINT_SUBDIR = contract.SERVING_SUBDIR
 
-MODEL_KEY = "model"
-BASELINE_MODEL_KEY = "baseline_model"
+# TFX's Evaluator's names. TFX's entrypoint rewrites the ids of an Evaluator's output under
+# BLESSING_KEY only.
+MODEL_KEY = standard_component_specs.MODEL_KEY
+BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
+EVALUATION_KEY = standard_component_specs.EVALUATION_KEY
+BLESSING_KEY = standard_component_specs.BLESSING_KEY
 BASELINE_BLESSING_KEY = "baseline_blessing"
-EVALUATION_KEY = "evaluation"
-# TFX's entrypoint rewrites the ids of an Evaluator's output under this key only
-# (tfx.types.standard_component_specs.BLESSING_KEY).
-BLESSING_KEY = "blessing"
 
 
 def _optional(input_dict: dict[str, list[types.Artifact]], key: str) -> types.Artifact | None:
