@@ -56,8 +56,12 @@ class FineTuneConfig:
   max_train_examples: int | None = None
 
   def __post_init__(self):
-    object.__setattr__(self, "learning_rates", tuple(float(x) for x in self.learning_rates))
-    object.__setattr__(self, "seeds", tuple(int(x) for x in self.seeds))
+    for name, kind, example in (("learning_rates", float, "[3e-4]"), ("seeds", int, "[1, 2]")):
+      values = getattr(self, name)
+      if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise UserError(f"bad fine-tuning config: {name} must be a list, e.g. {example}; got "
+                        f"{values!r}")
+      object.__setattr__(self, name, tuple(kind(x) for x in values))
     problems = []
     if not self.learning_rates or min(self.learning_rates) <= 0:
       problems.append(f"learning_rates {list(self.learning_rates)} must be positive, at least one")

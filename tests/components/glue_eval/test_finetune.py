@@ -115,6 +115,7 @@ def test_config_from_json():
      "epochs 0 must be at least 1; warmup_fraction 1.5 must be in"),
     ('{"learning_rates": []}', "learning_rates .* must be positive"),
     ('{"seeds": [1, 1]}', r"seeds \[1, 1\] repeat a value"),
+    ('{"learning_rates": -1}', r"learning_rates must be a list, e.g. \[3e-4\]; got -1"),
 ])
 def test_bad_configs_are_one_clear_error(text, message):
   with pytest.raises(ValueError, match=message):
