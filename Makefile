@@ -2,8 +2,12 @@
 # (scripts/in-env builds and caches it on first use).
 IN_ENV := scripts/in-env
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core by default). Whole files go to one worker (loadfile), so
+# a module's expensive fixture (a pipeline run, a rehearsal) is made once.
+PYTEST_WORKERS ?= $(shell nproc)
+PYTEST := $(IN_ENV) python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: test demo lint env
+.PHONY: test test-fast demo lint env
 
 env:
 	$(IN_ENV) python -c "import tfx, tensorflow_transform, official.nlp, tensorflow_text, apache_beam"
@@ -13,7 +17,11 @@ lint:
 
 # pytest exits 5 when it collects no test; make treats that as a failure.
 test: lint
-	$(IN_ENV) python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
+
+# For iterating: everything but the end-to-end runs (tests marked e2e).
+test-fast: lint
+	$(PYTEST) -m "not e2e" $(PYTEST_ARGS)
 
 demo:
 	$(IN_ENV) tokendrop demo

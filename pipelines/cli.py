@@ -8,18 +8,28 @@
     tokendrop pipeline run|rehearse|compile|submit|schedule --config configs/pipeline_*.yaml
 
 Subcommands import their stage lazily, so `tokendrop --help` is fast and a
-stage's heavy dependencies load only when it runs. A mistake the user can fix
-(UserError) is printed as one line, exit status 2.
+stage's heavy dependencies load only when it runs. A command that runs something does so
+in a console session (pipelines/console.py): every log, TF's and CUDA's start-up included,
+goes to a file (out/logs/tokendrop-COMMAND-TIME.log by default, --log_file), and --verbose
+shows the logs on the terminal too. The terminal shows the command's own lines:
 
-`demo` and `pipeline run` print one line per stage, progress and a summary; every log goes
-to a file (out/logs/ by default, --log_file), whose path they print; --verbose shows the
-logs on the terminal too. Any other failure prints its traceback's last lines and the
-log's path, exit status 1.
+    demo, pipeline run   one line per stage, progress, a summary and the log's path
+    the stage commands   what the stage prints, progress and the log's path: prepare-data's
+                         counts, export's paths, evaluate-glue's report, and train's report
+                         as Model Garden's trainer (orbit) prints it: steps, metrics,
+                         evaluations, checkpoints
+
+A mistake the user can fix (UserError) is printed as one line, exit status 2; a run that
+stopped on purpose (RunStopped: the loss diverged), as one line, exit status 1. Any other
+failure prints its traceback's last lines and the log's path, exit status 1.
 """
 
 import argparse
+import contextlib
 import datetime
+import gc
 import importlib
+import io
 import os
 import sys
 import tempfile
@@ -27,8 +37,8 @@ import time
 
 import yaml
 
-from pipelines.console import RunFailed
-from trainer.errors import UserError
+from pipelines import console
+from trainer.errors import ArgumentParser, RunStopped, UserError
 
 # name -> (module with a `main(argv) -> int`, one-line help)
 SUBCOMMANDS = {
@@ -88,7 +98,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose: bool,
                 rehearse: bool = False, work_dir: str | None = None) -> int:
   """Runs a pipeline config (None: local_runner.DEFAULT_CONFIG) on LocalDagRunner, or with
-  rehearse=True as a rehearsal of its compiled Vertex job (pipelines/rehearsal.py); the
+  rehearse=True as a rehearsal of its compiled Vertex job (pipelines/rehearsal/); the
   terminal shows stages, progress and a summary (pipelines/console.py), the log file
   everything."""
   from pipelines import console
@@ -96,12 +106,13 @@ def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose
   start = time.monotonic()
   with console.session(log_path, verbose) as out:
     # Imported in the session: TF's import-time logs go to the log file.
+    from components.publish import publish
     from pipelines import config as config_lib
-    from pipelines import local_runner
+    from pipelines import local_runner, summary
 
     config_path = config_path or local_runner.DEFAULT_CONFIG
     config = config_lib.load(config_path, overrides)
-    before = set(local_runner.published_versions(config.push.destination))
+    before = set(publish.published_versions(config.push.destination))
     if rehearse:
       _rehearse(config, config_path, log_path, work_dir, out)
     else:
@@ -110,32 +121,25 @@ def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose
       local_runner.run(config, out)
     out.line(f"Pipeline {config.name} finished in "
              f"{console.format_duration(time.monotonic() - start)}.")
-    for line in local_runner.summary(config, before):
+    for line in summary.summary(config, before):
       out.line(line)
     out.line(f"Full log: {log_path}")
   return 0
 
 
 def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out) -> None:
-  """The rehearsal part of run_locally: one line per task, its progress, where its logs are."""
+  """The rehearsal part of run_locally: one line per task and its progress; every task's
+  output goes to the run's one log."""
   from pipelines import rehearsal
 
   out.line(f"Rehearsal of {config.name} ({config_path}): its compiled Vertex job, each task "
            "started through kubeflow_v2_run_executor")
-  out.line(f"Full log: {log_path} (compile); each task's output: the rehearsal log below")
-
-  def on_task(name: str, event: str, seconds: float, uris: dict[str, str]) -> None:
-    if event == "started":
-      out.stage_started(name)
-    else:
-      out.stage_finished(name, {key: [uri] for key, uri in uris.items()})
-
-  result = rehearsal.rehearse(config, work_dir, on_task, out.progress)
+  out.line(f"Full log: {log_path}")
+  result = rehearsal.rehearse(config, work_dir, out, log_path)
   if result.trainer_swapped:
     out.line(f"Trainer ran as {rehearsal.LOCAL_TRAINER_EXECUTOR} in place of the Vertex "
              "CustomJob")
   out.line(f"Compiled job: {result.pipeline_json}")
-  out.line(f"Rehearsal log: {result.log_path}")
 
 
 def pipeline_main(argv: list[str]) -> int:
@@ -199,11 +203,71 @@ def demo_main(argv: list[str]) -> int:
   return run_locally(args.config, {}, args.log_file or default_log_path("demo"), args.verbose)
 
 
+class _PrintedLines(io.TextIOBase):
+  """A stage's sys.stdout in a session: each line it prints becomes a console line, on the
+  terminal and in the log."""
+
+  def __init__(self, out: console.Console):
+    super().__init__()
+    self._out = out
+    self._partial = ""
+
+  def writable(self) -> bool:
+    return True
+
+  def write(self, text: str) -> int:
+    *lines, self._partial = (self._partial + text).split("\n")
+    for line in lines:
+      self._out.line(line)
+    return len(text)
+
+  def close(self) -> None:
+    if self._partial:
+      self._out.line(self._partial)
+      self._partial = ""
+    super().close()
+
+
+def stage_main(command: str, argv: list[str]) -> int:
+  """`tokendrop COMMAND [--verbose] [--log_file FILE] ARGS`: the stage's main(ARGS) in a
+  console session, as `demo` runs the pipeline (see the module docstring).
+
+  The stage prints its output to stdout and raises UserError or RunStopped; its stdout
+  becomes console lines. A RunStopped is raised again once the session is over, since the
+  session reports any exception but a UserError as a crash, with its traceback.
+  """
+  parser = ArgumentParser(prog=f"tokendrop {command}", add_help=False, allow_abbrev=False)
+  _add_run_flags(parser)
+  options, stage_argv = parser.parse_known_args(argv)
+  log_path = options.log_file or default_log_path(command)
+  stopped = None
+  with console.session(log_path, options.verbose) as out:
+    # Imported in the session: TF's import-time logs go to the log file.
+    stage = importlib.import_module(SUBCOMMANDS[command][0])
+    try:
+      with _PrintedLines(out) as printed, contextlib.redirect_stdout(printed):
+        status = stage.main(stage_argv)
+    except RunStopped as e:
+      stopped = e
+    else:
+      out.line(f"Full log: {log_path}")
+    finally:
+      # Frees what the stage left in reference cycles while the logs still go to the file:
+      # TF warns as it deletes a checkpoint restored in part (an eval run's), which would
+      # otherwise reach the terminal at exit.
+      gc.collect()
+  if stopped is not None:
+    raise stopped
+  return status
+
+
 def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   parser = argparse.ArgumentParser(
       prog="tokendrop", description="Token-dropping BERT pretraining: data, training, "
-      "evaluation and the TFX pipeline.")
+      "evaluation and the TFX pipeline.",
+      epilog="demo, pipeline run|rehearse and the stage commands take --verbose (the logs on "
+      "the terminal too) and --log_file FILE (default: out/logs/tokendrop-COMMAND-TIME.log).")
   parser.add_argument("command", choices=sorted(SUBCOMMANDS),
                       help="; ".join(f"{name}: {doc}" for name, (_, doc) in SUBCOMMANDS.items()))
   args, rest = parser.parse_known_args(argv[:1])
@@ -213,11 +277,14 @@ def main(argv: list[str] | None = None) -> int:
       return pipeline_main(command_argv)
     if args.command == "demo":
       return demo_main(command_argv)
-    return importlib.import_module(SUBCOMMANDS[args.command][0]).main(command_argv)
+    return stage_main(args.command, command_argv)
   except UserError as e:
     print(f"tokendrop {args.command}: {e}", file=sys.stderr)
     return 2
-  except RunFailed as e:
+  except RunStopped as e:
+    print(f"tokendrop {args.command}: {e}", file=sys.stderr)
+    return 1
+  except console.RunFailed as e:
     print(f"tokendrop {args.command} failed: {e}", file=sys.stderr)
     return 1
 

@@ -3,7 +3,8 @@ and runner settings (configs/pipeline_*.yaml).
 
 Loading it validates the whole tree before anything runs: unknown or mistyped keys, the
 data options (the data stage's own DataOptions), the experiment name and every
-training.params_override key (by building the experiment config with placeholder paths),
+training.params_override key (by building the experiment config with placeholder paths and
+the data: section's data spec, so an override that contradicts the data fails here),
 the GLUE task names and fine-tuning keys, and the Vertex section. A mistake raises
 UserError naming the key.
 
@@ -197,7 +198,7 @@ def _check(config: PipelineConfig, path: str) -> None:
     finetune.FineTuneConfig.from_dict(config.glue.finetune)
   except ValueError as e:
     raise UserError(f"glue.finetune: {e}") from e
-  check_training(config.training)
+  check_training(config.training, config.data)
 
 
 def _vertex_training_problems(job: VertexTrainingConfig) -> list[str]:
@@ -217,12 +218,14 @@ def _vertex_training_problems(job: VertexTrainingConfig) -> list[str]:
   return problems
 
 
-def check_training(training: TrainingConfig) -> None:
-  """Builds the Trainer's experiment config as run_fn will, with placeholder data paths."""
+def check_training(training: TrainingConfig, data: DataOptions) -> None:
+  """Builds the Trainer's experiment config as run_fn will, with placeholder data paths and the
+  spec of the data that `data` makes: an override that contradicts the data fails here."""
   placeholders = {"task": {"train_data": {"input_path": "<examples>/Split-train/*"},
                            "validation_data": {"input_path": "<examples>/Split-validation/*"}}}
   try:
-    experiment_configs.build_experiment(training.experiment, training.config_files,
-                                        training.params_override, placeholders)
+    experiment_configs.build_experiment(
+        training.experiment, training.config_files, training.params_override, placeholders,
+        data=data.to_data_spec(source="the pipeline config's data: section"))
   except UserError as e:
     raise UserError(f"training: {e}") from e

@@ -3,7 +3,7 @@
     with console.session("out/logs/demo.log", verbose=False) as out:
       out.stage_started("Trainer")
       ...
-      out.stage_finished("Trainer", {"model": [uri], "model_run": [uri]})
+      out.stage_finished("Trainer", {"model": [OutputArtifact(uri, {"train_steps": 300})]})
 
 Inside a session, file descriptors 1 and 2 point at the log file, so every log reaches it:
 Python logging and absl (a handler at INFO on the root logger), TF's C++ logging (which
@@ -18,25 +18,26 @@ A run that raises shows the user one line and the log's path: a UserError is re-
 as it is (each CLI prints it as one line), any other exception is written to the log
 with its traceback, its last lines go to the terminal, and RunFailed is raised from it.
 
-Nothing here knows the orchestrator: a runner reports stages with `stage_started` and
-`stage_finished(component_id, outputs)`, where outputs are the stage's output artifact
-URIs by output key, and `stage_key_figure` reads the figure from those artifacts.
-Progress lines are the log records whose message starts with "progress: " (the trainer's
-and GLUE fine-tuning's ETA lines).
+Nothing here knows the orchestrator or the components: `Console` is a StageObserver
+(pipelines/observer.py), which each runner tells of stages starting and finishing, with each
+stage's output artifacts. A stage's key figure is made of the properties its component
+recorded on those artifacts, read by their names in trainer/contract.py
+(`stage_key_figure`); no file is read. Progress lines are the log records whose message
+starts with "progress: " (the trainer's and GLUE fine-tuning's ETA lines).
 """
 
 import contextlib
-import functools
-import json
 import logging
 import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
+from pipelines.observer import StageOutputs
+from trainer import contract
 from trainer.contract import PROGRESS_PREFIX
 from trainer.errors import UserError, first_line
 
@@ -63,7 +64,7 @@ def format_duration(seconds: float) -> str:
 
 
 class Console:
-  """The lines a person reads, each written to the terminal and to the log."""
+  """The lines a person reads, each written to the terminal and to the log; a StageObserver."""
 
   def __init__(self, terminal: TextIO, log: TextIO | None = None,
                progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
@@ -87,25 +88,23 @@ class Console:
   def _stamped(self, text: str) -> None:
     self.line(f"[{time.strftime('%H:%M:%S')}] {text}")
 
-  def stage_started(self, component_id: str) -> None:
-    self._started[component_id] = self._clock()
-    self.stage = component_id
+  def stage_started(self, stage: str) -> None:
+    self._started[stage] = self._clock()
+    self.stage = stage
     self._last_progress = None
-    self._stamped(f"{component_id} started")
+    self._stamped(f"{stage} started")
 
-  def stage_finished(self, component_id: str, outputs: Mapping[str, Sequence[str]],
-                     properties: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
-                     cached: bool = False) -> None:
-    """The stage's end line; `properties` and `cached` as for stage_key_figure."""
-    started = self._started.pop(component_id, None)
+  def stage_finished(self, stage: str, outputs: StageOutputs, cached: bool = False) -> None:
+    """The stage's end line: its duration, whether it was cached, its key figure."""
+    started = self._started.pop(stage, None)
     took = "" if started is None else f" in {format_duration(self._clock() - started)}"
     try:
-      figure = stage_key_figure(component_id, outputs, properties)
+      figure = stage_key_figure(stage, outputs)
     except Exception as e:  # noqa: BLE001  (a figure that cannot be read must not fail a run)
-      logging.warning("no key figure for %s: %s", component_id, e, exc_info=True)
+      logging.warning("no key figure for %s: %s", stage, e, exc_info=True)
       figure = "(its figures could not be read; see the log)"
     self.stage = None
-    self._stamped(f"{component_id} finished{took}{' (cached)' if cached else ''}"
+    self._stamped(f"{stage} finished{took}{' (cached)' if cached else ''}"
                   f"{': ' + figure if figure else ''}")
 
   def progress(self, message: str) -> None:
@@ -219,137 +218,95 @@ def _absl_at_info() -> None:
   absl_logging.set_verbosity(absl_logging.INFO)
 
 
-# --- Key figures, read from a stage's output artifacts -------------------------------------
+# --- Key figures, from the properties of a stage's output artifacts ------------------------
+# Counts arrive as ints from ML Metadata and as floats from Vertex's artifact metadata (the
+# rehearsal's), hence the int() before formatting them.
 
-def _only(outputs: Mapping[str, Sequence[str]], key: str) -> str | None:
-  uris = outputs.get(key) or ()
-  return uris[0] if uris else None
-
-
-def _read_json(path: str) -> dict | None:
-  import tensorflow as tf
-
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+def _property(outputs: StageOutputs, key: str, name: str) -> Any:
+  """Property `name` of the first artifact under output `key`; None if either is missing."""
+  artifacts = outputs.get(key) or ()
+  return artifacts[0].properties.get(name) if artifacts else None
 
 
-def _corpus_figure(outputs, properties) -> str:
-  import tensorflow as tf
+def _corpus_figure(outputs: StageOutputs) -> str:
+  documents = _property(outputs, "examples", contract.DOCUMENTS_WRITTEN)
+  span = _property(outputs, "examples", contract.SPAN)
+  parts = ([f"{int(documents):,} documents"] if documents is not None else []) + (
+      [f"span {int(span)}"] if span is not None else [])
+  return ", ".join(parts)
 
-  uri = _only(outputs, "examples")
-  if uri is None:
+
+def _tokenize_pack_figure(outputs: StageOutputs) -> str:
+  def count(name: str) -> int | None:
+    value = _property(outputs, "statistics", name)
+    return None if value is None else int(value)
+
+  kept, train, validation = (count(contract.DOCUMENTS_KEPT), count(contract.EXAMPLES_TRAIN),
+                             count(contract.EXAMPLES_VALIDATION))
+  efficiency = _property(outputs, "statistics", contract.PACKING_EFFICIENCY)
+  if None in (kept, train, validation, efficiency):
     return ""
-  files = tf.io.gfile.glob(os.path.join(uri, "Split-*", "*"))
-  documents = int(tf.data.TFRecordDataset(files, compression_type="GZIP").reduce(
-      0, lambda count, _: count + 1)) if files else 0
-  figure = f"{documents:,} documents"
-  span = ((properties or {}).get("examples") or [{}])[0].get("span")
-  return figure + (f", span {span}" if span is not None else "")
+  return (f"{kept:,} documents -> {train + validation:,} examples "
+          f"({train:,} train, {validation:,} validation), packing efficiency {efficiency:.1%}")
 
 
-def _tokenize_pack_figure(outputs, properties) -> str:
-  from trainer import contract
-
-  uri = _only(outputs, "statistics")
-  stats = uri and _read_json(os.path.join(uri, contract.DATA_STATS_FILE))
-  if not stats:
-    return ""
-  examples = stats["examples"]
-  return (f"{stats['documents']['kept']:,} documents -> {examples['total']:,} examples "
-          f"({examples['train']:,} train, {examples['validation']:,} validation), "
-          f"packing efficiency {stats['packing']['efficiency']:.1%}")
-
-
-def _trainer_figure(outputs, properties) -> str:
-  import yaml
-
-  from trainer import contract
-
-  uri = _only(outputs, "model")
-  if uri is None:
-    return ""
-  export_dir = os.path.join(uri, contract.SERVING_SUBDIR)
-  parts = []
-  params_path = os.path.join(export_dir, contract.TRAINING_PARAMS_FILE)
-  import tensorflow as tf
-
-  if tf.io.gfile.exists(params_path):
-    with tf.io.gfile.GFile(params_path) as f:
-      params = yaml.load(f, Loader=yaml.FullLoader)
-    parts.append(f"{params['trainer']['train_steps']:,} steps")
-  metrics = _read_json(os.path.join(export_dir, contract.EVAL_METRICS_FILE))
-  if metrics and "validation_loss" in metrics:
-    loss = f"validation MLM loss {metrics['validation_loss']:.4f} at full depth"
-    as_trained = metrics.get("validation_loss" + contract.AS_TRAINED_SUFFIX)
+def _trainer_figure(outputs: StageOutputs) -> str:
+  steps = _property(outputs, "model", contract.TRAIN_STEPS)
+  loss = _property(outputs, "model", contract.VALIDATION_LOSS)
+  parts = [f"{int(steps):,} steps"] if steps is not None else []
+  if loss is not None:
+    validation = f"validation MLM loss {loss:.4f} at full depth"
+    as_trained = _property(outputs, "model", contract.VALIDATION_LOSS_AS_TRAINED)
     if as_trained is not None:
-      loss += f", {as_trained:.4f} as trained"
-    parts.append(loss + f" (step {metrics['step']:,})")
+      validation += f", {as_trained:.4f} as trained"
+    step = _property(outputs, "model", contract.VALIDATION_STEP)
+    parts.append(validation + (f" (step {int(step):,})" if step is not None else ""))
   return "; ".join(parts)
 
 
-def _glue_figure(outputs, properties) -> str:
-  from trainer import contract
-
-  uri = _only(outputs, "evaluation")
-  report = uri and _read_json(os.path.join(uri, contract.GLUE_REPORT_JSON))
-  if not report:
+def _glue_figure(outputs: StageOutputs) -> str:
+  score = _property(outputs, "evaluation", contract.GLUE_SCORE)
+  if score is None:
     return ""
-  figure = f"GLUE score {report['glue_score']:.4f}"
-  blessing = report.get("blessing")
-  if blessing:
-    figure += "; blessed" if blessing["blessed"] else f"; not blessed: {blessing['reason']}"
+  figure = f"GLUE score {score:.4f}"
+  blessed = _property(outputs, "blessing", contract.BLESSED)
+  if blessed is not None:
+    figure += "; blessed" if blessed else (
+        f"; not blessed: {_property(outputs, 'blessing', contract.BLESSING_MESSAGE)}")
   return figure
 
 
-def _pusher_figure(outputs, properties) -> str:
-  from components.publish import publish
-
-  uri = _only(outputs, "pushed_model")
-  record = uri and _read_json(os.path.join(uri, publish.PUSH_RECORD_FILE))
-  if not record:
+def _pusher_figure(outputs: StageOutputs) -> str:
+  pushed = _property(outputs, "pushed_model", contract.PUSHED)
+  if pushed is None:
     return ""
-  if record["pushed"]:
-    return f"published {record['destination']}"
-  return f"not pushed: {record['reason']}"
+  if pushed:
+    return f"published {_property(outputs, 'pushed_model', contract.PUSHED_DESTINATION)}"
+  return f"not pushed: {_property(outputs, 'pushed_model', contract.NOT_PUSHED_REASON)}"
 
 
-def _other_figure(outputs, properties) -> str:
+def _other_figure(outputs: StageOutputs) -> str:
   """For a stage without its own figure (the resolver): how many artifacts of each output."""
   if not any(outputs.values()):
     return "no artifacts"
-  return ", ".join(f"{key}: {len(uris)}" for key, uris in sorted(outputs.items()))
+  return ", ".join(f"{key}: {len(artifacts)}" for key, artifacts in sorted(outputs.items()))
 
 
-@functools.cache
-def _figures() -> dict[str, Callable]:
-  # Imported here: a session starts before TF and TFX are imported, so their import-time
-  # logs go to the log file too.
-  from tfx import v1 as tfx
-
-  from components.corpus_gen.component import CorpusGen
-  from components.glue_eval.component import GlueEvaluator
-  from components.publish.component import BertPusher
-  from components.tokenize_pack.component import TokenizePack
-
-  # A component's id is its class name unless the pipeline sets another (pipelines/pipeline.py).
-  return {CorpusGen.__name__: _corpus_figure, TokenizePack.__name__: _tokenize_pack_figure,
-          tfx.components.Trainer.__name__: _trainer_figure,
-          GlueEvaluator.__name__: _glue_figure, BertPusher.__name__: _pusher_figure}
+# A pipeline node id (pipelines/pipeline.py; tests/pipelines/test_console.py checks that each
+# is one) -> its figure, which reads the node's outputs by their output keys.
+FIGURES: dict[str, Callable[[StageOutputs], str]] = {
+    "CorpusGen": _corpus_figure, "TokenizePack": _tokenize_pack_figure,
+    "Trainer": _trainer_figure, "GlueEvaluator": _glue_figure, "BertPusher": _pusher_figure}
 
 
-def stage_key_figure(component_id: str, outputs: dict[str, list[str]],
-                     properties: Mapping[str, Sequence[Mapping[str, Any]]] | None = None) -> str:
-  """A stage's key figure, read from its output artifacts.
+def stage_key_figure(stage: str, outputs: StageOutputs) -> str:
+  """A stage's key figure, from the properties of its output artifacts.
 
   Args:
-    component_id: the pipeline node id (CorpusGen, TokenizePack, Trainer, GlueEvaluator,
-      BertPusher; any other id gets a count of its output artifacts).
-    outputs: output key -> the URIs of its artifacts, e.g. {"statistics": [uri]}.
-    properties: optionally, output key -> each artifact's custom properties, as MLMD or
-      executor_output.json hold them; CorpusGen's span is read from there.
+    stage: the pipeline node id (a key of FIGURES; any other id gets a count of its output
+      artifacts).
+    outputs: output key -> the stage's artifacts, e.g. {"statistics": [OutputArtifact]}.
   Returns:
-    e.g. "25,000 documents, span 1", or "" when the artifacts hold no figure.
+    e.g. "25,000 documents, span 1", or "" when the artifacts carry no figure.
   """
-  return _figures().get(component_id, _other_figure)(outputs, properties)
+  return FIGURES.get(stage, _other_figure)(outputs)

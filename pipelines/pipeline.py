@@ -15,6 +15,7 @@ from tfx import v1 as tfx
 
 from components.corpus_gen.component import corpus_gen
 from components.glue_eval.component import GlueEvaluator
+from components.pretrain.component import Trainer, VertexTrainer
 from components.publish.component import BertPusher
 from components.tokenize_pack.component import TokenizePack
 from pipelines.config import PipelineConfig
@@ -30,7 +31,6 @@ def trainer_custom_config(config: PipelineConfig) -> dict:
       "config_files": list(training.config_files),
       "params_override": training.params_override,
       "cpu_devices": training.cpu_devices,
-      "lower_case": config.data.lower_case,
   }
   if training.vertex is not None:
     vertex = config.vertex
@@ -54,7 +54,9 @@ def trainer_custom_config(config: PipelineConfig) -> dict:
 def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   corpus = corpus_gen(config.corpus.input_base, config.corpus.file_pattern,
                       input_format=config.corpus.input_format,
-                      text_field=config.corpus.text_field)
+                      text_field=config.corpus.text_field,
+                      max_document_chars=config.data.max_document_chars,
+                      chunk_chars=config.data.chunk_chars)
 
   tokenize_pack = TokenizePack(corpus=corpus.outputs["examples"], options=config.data)
 
@@ -64,8 +66,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id("latest_blessed_model")
 
-  trainer_cls = (tfx.extensions.google_cloud_ai_platform.Trainer
-                 if config.training.vertex is not None else tfx.components.Trainer)
+  trainer_cls = VertexTrainer if config.training.vertex is not None else Trainer
+  # One node id whichever trainer runs: each run's stages, tasks and executions are named by it.
   trainer = trainer_cls(
       run_fn=RUN_FN,
       examples=tokenize_pack.outputs["examples"],
@@ -73,7 +75,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       base_model=latest_blessed.outputs["model"] if config.training.warm_start else None,
       train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.training.train_steps),
       eval_args=tfx.proto.EvalArgs(splits=["validation"], num_steps=config.training.eval_steps),
-      custom_config=trainer_custom_config(config))
+      custom_config=trainer_custom_config(config)).with_id("Trainer")
 
   evaluator = GlueEvaluator(
       model=trainer.outputs["model"],

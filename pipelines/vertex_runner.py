@@ -45,7 +45,7 @@ def compile_pipeline(config: PipelineConfig, output: str) -> str:
 
 
 def compile_for_rehearsal(config: PipelineConfig, output: str) -> str:
-  """The same compilation for a local config (pipelines/rehearsal.py): a local root, and
+  """The same compilation for a local config (pipelines/rehearsal/): a local root, and
   REHEARSAL_IMAGE where the project's image would be."""
   if config.is_cloud:
     raise UserError(f"root {config.root!r} is on gs://; a rehearsal writes a local root, so "

@@ -6,6 +6,7 @@ functions) is read with `ast`, and each rule below is checked on the whole graph
 
 import ast
 import pathlib
+from collections.abc import Iterable, Mapping
 
 import pytest
 
@@ -28,13 +29,21 @@ def _project_modules() -> dict[str, pathlib.Path]:
 
 
 def _imports(path: pathlib.Path, modules: set[str]) -> set[str]:
-  """The project modules `path` imports (`from a import b` counts a.b when that is a module)."""
+  """The project modules `path` imports: `import a.b` and `from a import b` (b a module) import
+  a.b; `from a import name` (a name defined in a) imports a. Relative imports count too."""
+  source = _module_name(path)
+  package = source if path.name == "__init__.py" else source.rpartition(".")[0]
   found = set()
   for node in ast.walk(ast.parse(path.read_text(), str(path))):
     if isinstance(node, ast.Import):
       names = [alias.name for alias in node.names]
-    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-      names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:
+        anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+        base = ".".join([*anchor, *([base] if base else [])])
+      names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+               for alias in node.names]
     else:
       continue
     for name in names:
@@ -42,11 +51,60 @@ def _imports(path: pathlib.Path, modules: set[str]) -> set[str]:
         name = name.rpartition(".")[0]
       if name:
         found.add(name)
-  return found
+  return found - {source}
 
 
-GRAPH = {name: _imports(path, set(_project_modules())) - {name}
-         for name, path in _project_modules().items()}
+# module -> the project modules its import statements name.
+IMPORTS = {name: _imports(path, set(_project_modules()))
+           for name, path in _project_modules().items()}
+
+
+def _packages_of(module: str) -> list[str]:
+  """a.b.c -> [a, a.b]: the packages whose __init__ runs before a.b.c does."""
+  parts = module.split(".")
+  return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def runs_first(imports: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
+  """module -> the modules that importing it runs, directly: the ones it imports, and the
+  packages those sit in, since importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+
+  A module's own packages are left out of the second kind: by the time it runs they have run,
+  or are running and imported it (a package's __init__ importing its own submodules), and
+  importing a sibling submodule then needs nothing more of them. Importing a name from its
+  own package (`from a import name` in a.b) does need the package's __init__ to have run to
+  that name, so that import stays an edge.
+  """
+  graph = {}
+  for module, targets in imports.items():
+    own = {module, *_packages_of(module)}
+    graph[module] = set(targets) - {module}
+    for target in targets:
+      graph[module] |= set(_packages_of(target)) - own
+  return graph
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+  """The cycles a depth-first walk closes, each as [a, b, ..., a]; [] exactly when the graph
+  has no cycle (a walk closes one on every back edge, and a graph with a cycle has one)."""
+  cycles: list[list[str]] = []
+  path: list[str] = []
+  done: set[str] = set()
+
+  def visit(module: str) -> None:
+    path.append(module)
+    for target in sorted(graph.get(module, ())):
+      if target in path:
+        cycles.append([*path[path.index(target):], target])
+      elif target not in done:
+        visit(target)
+    path.pop()
+    done.add(module)
+
+  for module in sorted(graph):
+    if module not in done:
+      visit(module)
+  return cycles
 
 
 def _component(module: str) -> str | None:
@@ -56,16 +114,16 @@ def _component(module: str) -> str | None:
 
 
 def _violations(rule) -> list[str]:
-  return sorted(f"{source} imports {target}" for source, targets in GRAPH.items()
+  return sorted(f"{source} imports {target}" for source, targets in IMPORTS.items()
                 for target in targets if rule(source, target))
 
 
 def test_the_walk_sees_the_graph():
   # A walk that found nothing would pass every rule below.
-  assert "trainer.contract" in GRAPH["trainer.task"]
-  assert "components.tokenize_pack.config" in GRAPH["components.tokenize_pack.component"]
-  assert "pipelines.pipeline" in GRAPH["pipelines.local_runner"]
-  assert len(GRAPH) > 40
+  assert "trainer.contract" in IMPORTS["trainer.task"]
+  assert "components.tokenize_pack.config" in IMPORTS["components.tokenize_pack.component"]
+  assert "pipelines.pipeline" in IMPORTS["pipelines.local_runner"]
+  assert len(IMPORTS) > 40
 
 
 def test_trainer_imports_neither_components_nor_pipelines():
@@ -95,28 +153,32 @@ def test_nothing_imports_a_cli_module():
 
 
 def test_there_is_no_import_cycle():
-  cycles = []
+  assert [" -> ".join(cycle) for cycle in find_cycles(runs_first(IMPORTS))] == []
 
-  def visit(module, path, on_path, done):
-    if module in on_path:
-      cycles.append(" -> ".join(path[path.index(module):] + [module]))
-      return
-    if module in done:
-      return
-    on_path.add(module)
-    for target in sorted(GRAPH.get(module, ())):
-      # A package's __init__ re-exporting its own submodules is not a cycle between modules.
-      if not target.startswith(module + ".") and not module.startswith(target + "."):
-        visit(target, [*path, module], on_path, done)
-    on_path.discard(module)
-    done.add(module)
 
-  done: set[str] = set()
-  for module in sorted(GRAPH):
-    visit(module, [], set(), done)
-  assert cycles == []
+def test_the_cycle_finder_finds_a_planted_cycle():
+  graph = {"a": {"b"}, "b": {"c", "d"}, "c": {"a"}, "d": set(), "e": {"a"}}
+  assert find_cycles(graph) == [["a", "b", "c", "a"]]
+  assert find_cycles({**graph, "c": set()}) == []
+
+
+def test_a_cycle_through_a_package_init_is_found():
+  # The cycle this project had: the task imported the export's Hugging Face loader, whose
+  # package __init__ imports the run export, which imported the task.
+  imports = {"task": {"export.huggingface"}, "export": {"export.huggingface", "export.run"},
+             "export.huggingface": set(), "export.run": {"task", "export.huggingface"}}
+  graph = runs_first(imports)
+  assert graph["task"] == {"export.huggingface", "export"}
+  assert find_cycles(graph) == [["export", "export.run", "task", "export"]]
+
+
+def test_a_package_init_importing_its_own_submodules_is_no_cycle():
+  imports = {"p": {"p.a", "p.b"}, "p.a": {"p.b"}, "p.b": set(), "q": {"p.a"}}
+  assert find_cycles(runs_first(imports)) == []
+  # Unless a submodule imports a name from the package back.
+  assert find_cycles(runs_first({**imports, "p.b": {"p"}})) == [["p", "p.a", "p.b", "p"]]
 
 
 @pytest.mark.parametrize("module", sorted(CLI_MODULES))
 def test_every_cli_module_exists(module):
-  assert module in GRAPH
+  assert module in IMPORTS

@@ -17,7 +17,7 @@ from official.modeling import hyperparams, optimization
 from official.nlp.configs import bert, encoders
 from official.nlp.tasks import masked_lm
 
-from trainer import contract, data
+from trainer import contract, data, data_spec
 from trainer.encoder import KEEP_SCHEDULES, KeepAnneal, TokenDropSchedule
 from trainer.errors import UserError, first_line
 from trainer.token_importance import ESTIMATORS
@@ -177,12 +177,18 @@ def config_path(name: str) -> str:
 
 
 def build_experiment(experiment: str, config_files=(), params_override: dict | str = "",
-                     overrides=None) -> cfg.ExperimentConfig:
+                     overrides=None, data: data_spec.DataSpec | None = None,
+                     read_data_spec: bool = True) -> cfg.ExperimentConfig:
   """The experiment config that `tokendrop train` and the Trainer's run_fn run, validated.
 
   Applied in order: the registered experiment, each YAML file, `overrides` (what the caller
-  fills in: paths, steps; a dict, or a function of the config so far that returns one), then
-  `params_override` (a nested dict or a Model Garden string).
+  fills in: paths, steps; a dict, or a function of the config so far that returns one), the
+  data's spec, then `params_override` (a nested dict or a Model Garden string).
+
+  The data's spec (trainer/data_spec.py) is `data` when given (the same for both splits), else
+  the record found next to each split's input_path unless `read_data_spec` is False (a saved
+  config, already derived). It sets the loader keys the data decides, over what the YAML files
+  say; a params_override value that contradicts it is refused.
   Raises UserError naming the experiment, file or key at fault.
   """
   if experiment not in EXPERIMENTS:
@@ -198,8 +204,16 @@ def build_experiment(experiment: str, config_files=(), params_override: dict | s
     overrides = overrides(params)
   if overrides:
     params = _override(params, overrides, "the run's settings")
+  if data is not None:
+    specs = dict.fromkeys(data_spec.DATA_CONFIGS, data)
+  elif read_data_spec:
+    specs = _recorded_specs(params, params_override)
+  else:
+    specs = {}
+  data_spec.fill(params, specs)
   if params_override:
     params = _override(params, params_override, "params_override")
+  data_spec.check(params, specs)
   try:
     params.validate()
     encoder = params.task.model.encoder
@@ -210,6 +224,22 @@ def build_experiment(experiment: str, config_files=(), params_override: dict | s
   except (KeyError, ValueError, AttributeError, TypeError) as e:
     raise UserError(f"invalid experiment config: {first_line(e)}") from e
   return params
+
+
+def _recorded_specs(params: cfg.ExperimentConfig,
+                    params_override: dict | str) -> dict[str, data_spec.DataSpec]:
+  """The spec of each data config's data, found from its input_path as params_override sets
+  it (the CLI's paths come in there)."""
+  final = params
+  if params_override:
+    final = _override(params.replace(), params_override, "params_override")
+  specs = {}
+  for name in data_spec.DATA_CONFIGS:
+    patterns = data.input_patterns(getattr(final.task, name).input_path)
+    spec = data_spec.find(patterns, f"task.{name}.input_path")
+    if spec is not None:
+      specs[name] = spec
+  return specs
 
 
 def _override(params: cfg.ExperimentConfig, override, source: str) -> cfg.ExperimentConfig:

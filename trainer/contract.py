@@ -22,6 +22,11 @@ ENCODER_INPUTS = (WORD_IDS, INPUT_MASK, TYPE_IDS)
 MASKED_LM_FEATURES = (MASKED_POSITIONS, MASKED_IDS, MASKED_WEIGHTS)
 # The raw corpus' text feature (tfrecord_text input, the CorpusGen component's output).
 TEXT_FEATURE = "text"
+# Where CorpusGen found each document: the reader's chunk key (input file index, chunk index)
+# and the document's position in that chunk. The data stage orders documents by them, so the
+# examples do not depend on the order in which ExampleGen's writer shuffled the records.
+CHUNK_KEY_FEATURE = "chunk_key"
+CHUNK_POSITION_FEATURE = "chunk_position"
 
 # --- The special-token policy --------------------------------------------------------------
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -76,6 +81,8 @@ VOCAB_FILE = "vocab.txt"
 # Prepared data (components/tokenize_pack): OUT/{train,validation}/examples-*.tfrecord.gz.
 SPLITS = ("train", "validation")
 DATA_STATS_FILE = "stats.json"
+# What the examples are (trainer/data_spec.py), in the directory above the split directories.
+DATA_SPEC_FILE = "data_spec.json"
 SHARD_PREFIX = "examples"
 SHARD_SUFFIX = ".tfrecord.gz"
 
@@ -103,6 +110,39 @@ GLUE_REPORT_MD = "glue_report.md"
 GLUE_REPORT_PNG = "glue_report.png"
 MODEL_CARD_MD = "model_card.md"
 MODEL_CARD_JSON = "model_card.json"
+
+# --- What each stage records on its output artifacts ---------------------------------------
+# Custom properties (in ML Metadata; on Vertex, the artifact's metadata), set by the component
+# that writes the artifact and read by name by whoever shows a run (the operator console's key
+# figures). Counts are ints, ratios and losses floats. Where TFX has a name, it is TFX's:
+# ExampleGen's span, the Evaluator's blessed (which latest-blessed-model resolvers match) and
+# blessing_message, the Pusher's pushed, pushed_destination and pushed_version.
+# CorpusGen's Examples.
+SPAN = "span"
+DOCUMENTS_WRITTEN = "documents_written"  # one Example a document (or a piece of a long one)
+# TokenizePack's statistics; its stats.json holds every count.
+DOCUMENTS_READ = "documents_read"
+DOCUMENTS_KEPT = "documents_kept"
+DOCUMENTS_DROPPED = "documents_dropped"
+EXAMPLES_TRAIN = "examples_train"
+EXAMPLES_VALIDATION = "examples_validation"
+TOKENS = "tokens"
+PACKING_EFFICIENCY = "packing_efficiency"  # real positions / all positions of the examples
+# The Trainer's Model: the run's length and its last validation (the losses are named as in
+# EVAL_METRICS_FILE).
+TRAIN_STEPS = "train_steps"
+VALIDATION_STEP = "validation_step"
+VALIDATION_LOSS = "validation_loss"  # at full depth, as fine-tuning uses the encoder
+VALIDATION_LOSS_AS_TRAINED = VALIDATION_LOSS + AS_TRAINED_SUFFIX
+# GlueEvaluator's evaluation (GLUE_SCORE) and blessing (all three).
+GLUE_SCORE = "glue_score"
+BLESSED = "blessed"  # 1 or 0
+BLESSING_MESSAGE = "blessing_message"  # why the model was blessed or not
+# BertPusher's pushed_model.
+PUSHED = "pushed"  # 1 or 0
+PUSHED_DESTINATION = "pushed_destination"
+PUSHED_VERSION = "pushed_version"
+NOT_PUSHED_REASON = "not_pushed_reason"
 
 # Log records that report progress with an ETA (training, GLUE fine-tuning) start with this;
 # the operator console (pipelines/console.py) shows them, throttled.

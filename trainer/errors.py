@@ -1,12 +1,32 @@
-"""The one exception for mistakes a user can fix: a bad config, flag, path or input.
+"""The exceptions a command line prints as one line, without a traceback.
 
-Its message names the field or file and the fix. Each command line catches it in
-one place and prints it as one line (exit status 2), without a traceback.
+UserError: a mistake the user can fix (a bad config, flag, path or input); its message
+names the field or file and the fix. Exit status 2.
+RunStopped: a run that could not go on, for a reason its message explains (the loss
+diverged). Exit status 1.
+
+Each command line catches them in one place (pipelines/cli.py for `tokendrop`).
 """
+
+import argparse
+from typing import NoReturn
 
 
 class UserError(ValueError):
   """A mistake in what the user passed, explained in one line."""
+
+
+class RunStopped(RuntimeError):
+  """A run stopped on purpose, explained in one line: not a crash, and not a mistake in a flag."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse that raises a mistake in the arguments as a UserError instead of printing usage
+  and exiting, so it reaches the user the way every other mistake does, wherever stderr goes
+  (a command's logs may go to a file)."""
+
+  def error(self, message: str) -> NoReturn:
+    raise UserError(message)
 
 
 def first_line(error: BaseException) -> str:

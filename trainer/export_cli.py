@@ -7,20 +7,21 @@ importance table, for warm starts), OUT/training_params.yaml (the run's
 experiment config) and OUT/eval_metrics.json (the run's latest evaluation, full
 depth and as trained, if it evaluated); see trainer/export/run.py. The vocab is
 the one the run trained with (`task.vocab_file`) unless --vocab_file is given.
+It prints the three exports' paths; a mistake raises UserError (`tokendrop` prints it
+as one line).
 """
 
 import argparse
-import sys
 
 import tensorflow as tf
 
 from trainer import contract, export
-from trainer.errors import UserError
+from trainer.errors import ArgumentParser, UserError, first_line
 
 
 def main(argv: list[str]) -> int:
-  parser = argparse.ArgumentParser(prog="tokendrop export", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = ArgumentParser(prog="tokendrop export", description=__doc__,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--model_dir", required=True, help="the --model_dir of a training run")
   parser.add_argument("--output_dir", required=True,
                       help=f"where {contract.TF2_DIR}/, {contract.HF_DIR}/, "
@@ -34,14 +35,9 @@ def main(argv: list[str]) -> int:
   try:
     exported = export.export_run(args.model_dir, args.output_dir, args.checkpoint,
                                  args.vocab_file, do_lower_case=not args.cased)
-  except (UserError, FileNotFoundError, tf.errors.NotFoundError) as e:
-    print(f"tokendrop export: {e}", file=sys.stderr)
-    return 2
+  except (FileNotFoundError, tf.errors.NotFoundError) as e:
+    raise UserError(first_line(e)) from e
   print(f"TF2 checkpoint: {exported.tf2_checkpoint}")
   print(f"Hugging Face:   {exported.huggingface_dir}")
   print(f"SavedModel:     {exported.saved_model_dir}")
   return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))

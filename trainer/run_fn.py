@@ -5,7 +5,9 @@
 
 `fn_args` is read by attribute only, so this module does not import TFX. It maps:
 
-    fn_args.train_files / eval_files    task.train_data / validation_data.input_path
+    fn_args.train_files / eval_files    task.train_data / validation_data.input_path; the loader
+                                        keys come from the data's record beside them
+                                        (TokenizePack's data_spec.json, trainer/data_spec.py)
     fn_args.transform_output            task.vocab_file = <transform_output>/vocab.txt
     fn_args.train_steps / eval_steps    trainer.train_steps (and a polynomial decay's
                                         decay_steps) / validation_steps, when set
@@ -20,7 +22,8 @@ custom_config (a JSON-able dict):
     params_override   a nested dict (or a Model Garden override string), applied last
     mode              default train_and_eval
     cpu_devices       split the CPU into N replicas for runtime.distribution_strategy=mirrored
-    lower_case        default true: the exported tokenizer lower-cases
+    lower_case        for data without a record only (default true): whether the exported
+                      tokenizer lower-cases; a record's lower_case decides otherwise
 """
 
 import os
@@ -28,7 +31,8 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from trainer import configs, contract, export, train_lib
+from trainer import configs, contract, data_spec, export, train_lib
+from trainer.errors import UserError
 
 
 def experiment_params(fn_args, custom_config: dict):
@@ -73,6 +77,7 @@ def run_fn(fn_args) -> None:
   """Trains (resuming from model_run_dir if it holds a checkpoint) and exports standard BERT."""
   custom_config = dict(fn_args.custom_config or {})
   params = experiment_params(fn_args, custom_config)
+  do_lower_case = lower_case(fn_args, custom_config)  # before training: it may be a mistake
   if custom_config.get("cpu_devices", 0) > 1:
     train_lib.split_cpu(custom_config["cpu_devices"])
   if fn_args.base_model:
@@ -81,4 +86,15 @@ def run_fn(fn_args) -> None:
                            custom_config.get("mode", "train_and_eval"),
                            custom_config.get("cpu_devices", 0))
   export.export_run(fn_args.model_run_dir, fn_args.serving_model_dir,
-                    do_lower_case=custom_config.get("lower_case", True))
+                    do_lower_case=do_lower_case)
+
+
+def lower_case(fn_args, custom_config: dict) -> bool:
+  """Whether the exported tokenizer lower-cases: as the data's text was (its record)."""
+  spec = data_spec.find(list(fn_args.train_files), "the Trainer's train_files")
+  if spec is None:
+    return custom_config.get("lower_case", True)
+  if custom_config.get("lower_case", spec.lower_case) != spec.lower_case:
+    raise UserError(f"custom_config lower_case is {custom_config['lower_case']} but the data has "
+                    f"lower_case {spec.lower_case} ({spec.source}); drop it from custom_config")
+  return spec.lower_case

@@ -17,14 +17,14 @@ from official.modeling import performance
 
 from trainer import configs, contract  # noqa: F401  (configs registers the experiments)
 from trainer import task as _task  # noqa: F401  (registers the task)
-from trainer.errors import UserError, first_line
+from trainer.errors import RunStopped, UserError, first_line
 
 MODES = ("train", "eval", "train_and_eval", "continuous_eval")
 # Model Garden's RecoveryCondition starts the message it raises with this.
 _DIVERGED = "The loss value is"
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(RunStopped):
   """The loss left trainer.loss_upper_bound (or became NaN) more often than recovery allows."""
 
 
@@ -106,10 +106,23 @@ def format_seconds(seconds: float) -> str:
 
 
 def split_cpu(devices: int) -> None:
-  """Makes the host CPU `devices` logical devices; must run before TF initializes them."""
+  """Makes the host CPU `devices` logical devices.
+
+  TF fixes its devices when it first uses them, so this must run before that, except when the
+  CPU is already split this way: a second run in one process (LocalDagRunner trains in-process,
+  once per pipeline run) finds the split it asked for the first time.
+  """
   cpu = tf.config.list_physical_devices("CPU")[0]
-  tf.config.set_logical_device_configuration(
-      cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+  current = tf.config.get_logical_device_configuration(cpu) or []
+  if len(current) == devices:
+    return
+  try:
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+  except RuntimeError as e:
+    raise UserError(f"cannot split the CPU into {devices} devices: TensorFlow already uses it "
+                    f"as {max(len(current), 1)} in this process; split it before TensorFlow "
+                    "starts (a new process)") from e
 
 
 def _strategy(params, cpu_devices: int) -> tf.distribute.Strategy:
@@ -138,15 +151,19 @@ def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> N
   if "train" in mode:
     # Eval-only jobs do not write it, so a continuous_eval job never races the trainer.
     train_utils.serialize_config(params, model_dir)
-  if params.runtime.enable_xla:
-    # As Model Garden's keras_utils.set_session_config: XLA auto-clustering, for what
-    # TokenDropTrainer does not compile whole (evaluation; training under mirrored). It applies
-    # on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit.
-    tf.config.optimizer.set_jit("autoclustering")
-  if params.runtime.mixed_precision_dtype:
-    performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype)
+  # Both settings are process-wide, so each run sets them, off included: a later run in the
+  # same process (LocalDagRunner's in-process Trainer) must not inherit an earlier run's.
+  # As Model Garden's keras_utils.set_session_config: XLA auto-clustering, for what
+  # TokenDropTrainer does not compile whole (evaluation; training under mirrored). It applies
+  # on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit.
+  tf.config.optimizer.set_jit("autoclustering" if params.runtime.enable_xla else False)
+  performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype or tf.float32)
   strategy = _strategy(params, cpu_devices)
-  logging.info("%s with %d replicas", type(strategy).__name__, strategy.num_replicas_in_sync)
+  # Printed too, as orbit prints the steps and evaluations: the run's report, which
+  # `tokendrop train` shows while the logs go to its log file.
+  replicas = f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas"
+  logging.info(replicas)
+  print(replicas)
   with strategy.scope():
     experiment_task = task_factory.get_task(params.task, logging_dir=model_dir)
     try:

@@ -1,4 +1,7 @@
-"""The custom artifact type that one component writes and another reads."""
+"""The custom artifact type that one component writes and another reads, and how a component
+records figures on its artifacts."""
+
+from collections.abc import Mapping
 
 from tfx import types
 
@@ -11,3 +14,13 @@ class PretrainDataStatistics(types.Artifact):
   # namespace.Title, and Vertex's TFX entrypoint imports the type by that title as a class
   # path: components/__init__.py provides components.PretrainDataStatistics.
   TYPE_NAME = "components.PretrainDataStatistics"
+
+
+def set_custom_properties(artifact: types.Artifact, values: Mapping[str, int | float]) -> None:
+  """Records counts as int custom properties and ratios or losses as float ones, the types
+  ML Metadata keeps them as."""
+  for name, value in values.items():
+    if isinstance(value, float):
+      artifact.set_float_custom_property(name, value)
+    else:
+      artifact.set_int_custom_property(name, value)

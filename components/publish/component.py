@@ -12,7 +12,7 @@ Inputs:
   statistics (optional): TokenizePack's statistics (stats.json), for the model card.
 Outputs:
   pushed_model (PushedModel): custom properties pushed (1/0), pushed_destination and
-    pushed_version, as TFX's Pusher sets them; the same in its push.json.
+    pushed_version, as TFX's Pusher sets them, or not_pushed_reason (contract.py's names).
 Parameters:
   push_destination: a local directory or gs:// prefix; each push adds <version>/ under it.
 """
@@ -20,7 +20,6 @@ Parameters:
 import os
 
 from tfx import v1 as tfx
-from tfx.components.evaluator import constants as evaluator_constants
 
 from components.common.artifacts import PretrainDataStatistics
 from components.publish import publish
@@ -39,9 +38,10 @@ def BertPusher(  # TFX names components like classes.
   if not push_destination:
     raise ValueError("BertPusher needs push_destination (a directory or gs:// prefix); set "
                      "push.destination in the pipeline config")
-  if blessing.get_int_custom_property(evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY) != 1:
-    pushed_model.set_int_custom_property("pushed", 0)
-    publish.write_push_record(pushed_model.uri, None, "the model was not blessed")
+  if blessing.get_int_custom_property(contract.BLESSED) != 1:
+    pushed_model.set_int_custom_property(contract.PUSHED, 0)
+    pushed_model.set_string_custom_property(contract.NOT_PUSHED_REASON,
+                                            "the model was not blessed")
     return
   lineage = {"model_artifact_id": model.id, "model_uri": model.uri,
              "blessing_artifact_id": blessing.id, "evaluation_artifact_id": evaluation.id}
@@ -51,7 +51,6 @@ def BertPusher(  # TFX names components like classes.
     stats_path = os.path.join(statistics.uri, contract.DATA_STATS_FILE)
   published = publish.publish(push_destination, os.path.join(model.uri, contract.SERVING_SUBDIR),
                               evaluation.uri, stats_path, lineage)
-  pushed_model.set_int_custom_property("pushed", 1)
-  publish.write_push_record(pushed_model.uri, published)
-  pushed_model.set_string_custom_property("pushed_destination", published)
-  pushed_model.set_string_custom_property("pushed_version", os.path.basename(published))
+  pushed_model.set_int_custom_property(contract.PUSHED, 1)
+  pushed_model.set_string_custom_property(contract.PUSHED_DESTINATION, published)
+  pushed_model.set_string_custom_property(contract.PUSHED_VERSION, os.path.basename(published))

@@ -26,9 +26,6 @@ from trainer import configs, contract, flops
 from trainer.export import load_params_file
 
 PUBLISHED_MARKER = "PUBLISHED"
-# Written into the PushedModel artifact: whether and where the push went, for whoever reads
-# the artifact (the console's key figure) without ML Metadata.
-PUSH_RECORD_FILE = "push.json"
 # The corpus statistics, renamed beside the export's own files.
 DATA_STATS_NAME = "data_stats.json"
 
@@ -270,13 +267,12 @@ def model_card_markdown(card: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_push_record(directory: str, published: str | None, reason: str = "") -> None:
-  """push.json in the PushedModel's directory: {"pushed": true, "destination": ...} or
-  {"pushed": false, "reason": ...}."""
-  record = ({"pushed": True, "destination": published} if published else
-            {"pushed": False, "reason": reason})
-  tf.io.gfile.makedirs(directory)
-  _write_text(os.path.join(directory, PUSH_RECORD_FILE), json.dumps(record))
+def published_versions(destination: str) -> list[str]:
+  """The versions under a push destination, oldest first (version names sort by time)."""
+  if not tf.io.gfile.isdir(destination):
+    return []
+  return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(destination)
+                if not name.startswith("."))
 
 
 def publish(destination: str, export_dir: str, evaluation_dir: str,

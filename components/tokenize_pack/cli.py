@@ -7,16 +7,16 @@
         --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp
 
 Arguments this command does not know go to Beam's PipelineOptions unchanged.
-Without --runner it runs on DirectRunner in this process.
+Without --runner it runs on DirectRunner in this process. It prints the corpus and
+example counts; a mistake raises UserError (`tokendrop` prints it as one line).
 """
 
 import argparse
-import sys
 
 from components.tokenize_pack import config as config_lib
 from components.tokenize_pack import pipeline
 from trainer import contract
-from trainer.errors import UserError, first_line
+from trainer.errors import ArgumentParser, UserError, first_line
 
 
 def _add_flag(parser: argparse.ArgumentParser, name: str, kind: type, default, help_text: str,
@@ -35,8 +35,8 @@ def _add_flag(parser: argparse.ArgumentParser, name: str, kind: type, default, h
                         help=help_text + ("" if default is None else " (default: %(default)s)"))
 
 
-def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(
+def _parser() -> ArgumentParser:
+  parser = ArgumentParser(
       prog="tokendrop prepare-data", allow_abbrev=False,
       description=__doc__.split("\n\n")[0],
       epilog="Unknown arguments (--runner, --project, --temp_location, --direct_num_workers, "
@@ -93,15 +93,10 @@ def _summary(result: pipeline.PrepareDataResult, output_dir: str) -> str:
 
 def main(argv: list[str]) -> int:
   args, pipeline_args = _parser().parse_known_args(argv)
+  config = config_from_args(args)
   try:
-    config = config_from_args(args)
     result = pipeline.run(config, pipeline_args, overwrite=args.overwrite)
-  except (UserError, FileNotFoundError, FileExistsError) as e:
-    print(f"tokendrop prepare-data: error: {first_line(e)}", file=sys.stderr)
-    return 2
+  except (FileNotFoundError, FileExistsError) as e:
+    raise UserError(first_line(e)) from e
   print(_summary(result, config.output_dir))
   return 0
-
-
-if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))

@@ -7,12 +7,17 @@ Input:
   corpus (Examples): text documents as tf.train.Examples with the bytes feature
     `text`, as components.corpus_gen writes them; every split is read, since
     documents are split into train and validation here, by a hash of their text.
+    CorpusGen's records also say where each document was, and are put back in
+    that order (components/common/corpus.py), so one span gives the same bytes on
+    every run.
 Outputs:
   examples (Examples): split_names ["train", "validation"], the pretraining
     records in `<uri>/Split-train/examples-SSSSS-of-NNNNN.tfrecord.gz` and
     `<uri>/Split-validation/...` (gzip TFRecords of tf.train.Examples, the
-    features that trainer.data reads for the chosen masking). Custom
-    properties: span and version, copied from a single corpus artifact.
+    features that trainer.data reads for the chosen masking), and
+    `<uri>/data_spec.json`, what they are (trainer/data_spec.py), from which the
+    Trainer's run_fn derives its data config. Custom properties: span and version,
+    copied from a single corpus artifact.
   transform_graph (TransformGraph): `<uri>/transform_fn/` and
     `<uri>/transformed_metadata/`, the TFT graph text -> WordPiece ids, and
     `<uri>/vocab.txt`, the vocabulary the ids index. The trainer reads its
@@ -20,7 +25,8 @@ Outputs:
   statistics (PretrainDataStatistics): `<uri>/stats.json`, every count the
     pipeline kept (stats.nest's layout) and the config; custom properties
     examples_train, examples_validation, documents_read, documents_kept,
-    documents_dropped and tokens, for MLMD queries.
+    documents_dropped and tokens (ints), and packing_efficiency (a float), the
+    headline counts (statistics_properties), by their names in trainer/contract.py.
 Parameters: one per DataOptions field, of the same name (config.py), checked when
   the component is built. Booleans travel as ints and tuples as comma-separated
   strings, since Vertex parameters have neither type.
@@ -41,7 +47,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.common.artifacts import PretrainDataStatistics
+from components.common.artifacts import PretrainDataStatistics, set_custom_properties
 from components.common.beam_utils import join
 from components.tokenize_pack import pipeline
 from components.tokenize_pack.config import DataOptions, PrepareDataConfig
@@ -82,16 +88,17 @@ def from_parameters(exec_properties: dict[str, Any]) -> dict[str, Any]:
   return options
 
 
-def statistics_properties(stats: dict) -> dict[str, int]:
+def statistics_properties(stats: dict) -> dict[str, int | float]:
   """The custom properties of a PretrainDataStatistics artifact, from its stats.json."""
   documents = stats["documents"]
   return {
-      "examples_train": stats["examples"]["train"],
-      "examples_validation": stats["examples"]["validation"],
-      "documents_read": documents["read"],
-      "documents_kept": documents["kept"],
-      "documents_dropped": sum(documents["dropped"].values()),
-      "tokens": stats["tokens"]["total"],
+      contract.EXAMPLES_TRAIN: stats["examples"]["train"],
+      contract.EXAMPLES_VALIDATION: stats["examples"]["validation"],
+      contract.DOCUMENTS_READ: documents["read"],
+      contract.DOCUMENTS_KEPT: documents["kept"],
+      contract.DOCUMENTS_DROPPED: sum(documents["dropped"].values()),
+      contract.TOKENS: stats["tokens"]["total"],
+      contract.PACKING_EFFICIENCY: float(stats["packing"]["efficiency"]),
   }
 
 
@@ -148,8 +155,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
 
     FileSystems.rename([join(transform_graph.uri, contract.DATA_STATS_FILE)],
                        [join(statistics.uri, contract.DATA_STATS_FILE)])
-    for name, value in statistics_properties(result.stats).items():
-      statistics.set_int_custom_property(name, value)
+    set_custom_properties(statistics, statistics_properties(result.stats))
 
 
 class TokenizePackSpec(ComponentSpec):

@@ -10,16 +10,17 @@ Beam work starts; a mistake raises UserError naming the field.
 
 import dataclasses
 import math
+import posixpath
 import types
 import typing
 
+from components.common import corpus
 from components.common.beam_utils import join
-from trainer import contract, vocab
+from trainer import contract, data_spec, vocab
 from trainer.errors import UserError
 
 FORMATS = ("text", "jsonl", "tfrecord_text")
 PACKINGS = ("full_sentences", "document", "sentence_pairs")
-MASKINGS = ("static", "dynamic")
 # The name under which a config may ask for the bert-base-uncased vocab that a package ships.
 PACKAGED_VOCAB = "bert-base-uncased"
 
@@ -40,8 +41,8 @@ class DataOptions:
       contract.SPECIAL_TOKENS, "comma-separated tokens put first in a learned vocab")
   lower_case: bool = _option(True, "lower-case and strip accents (an uncased vocab)")
   seq_length: int = _option(512, "tokens per example")
-  masking: str = _option("static", "static: tf-models' masked-LM features; dynamic: packed "
-                         "unmasked ids for the trainer's on-the-fly masking")
+  masking: str = _option(data_spec.STATIC, "static: tf-models' masked-LM features; dynamic: "
+                         "packed unmasked ids for the trainer's on-the-fly masking")
   packing: str = _option("full_sentences", "how documents fill examples")
   max_predictions_per_seq: int | None = _option(
       None, "default: ceil(seq_length * masked_lm_prob), 77 at 512")
@@ -55,10 +56,10 @@ class DataOptions:
                                        "written to the validation split")
   seed: int = _option(12345, "the seed of masking and of sentence_pairs' choices")
   num_shards: int = _option(4, "files per split")
-  max_document_chars: int = _option(1_000_000, "longer documents are split into pieces of "
-                                    "at most this many characters")
-  chunk_chars: int = _option(1_000_000, "documents are packed in chunks of about this many "
-                             "characters; a chunk's last example is the only one padded")
+  max_document_chars: int = _option(corpus.MAX_DOCUMENT_CHARS, "longer documents are split into "
+                                    "pieces of at most this many characters")
+  chunk_chars: int = _option(corpus.CHUNK_CHARS, "documents are packed in chunks of about this "
+                             "many characters; a chunk's last example is the only one padded")
 
   def __post_init__(self):
     if self.max_predictions_per_seq is None:
@@ -101,10 +102,10 @@ class DataOptions:
                       f"{list(contract.SPECIAL_TOKENS)}")
     if len(set(self.special_tokens)) != len(self.special_tokens):
       problems.append(f"special_tokens repeats a token: {list(self.special_tokens)}")
-    for name, allowed in (("masking", MASKINGS), ("packing", PACKINGS)):
+    for name, allowed in (("masking", data_spec.MASKINGS), ("packing", PACKINGS)):
       if getattr(self, name) not in allowed:
         problems.append(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
-    if self.packing == "sentence_pairs" and self.masking == "dynamic":
+    if self.packing == "sentence_pairs" and self.masking == data_spec.DYNAMIC:
       problems.append("packing sentence_pairs makes next-sentence labels, which the dynamic "
                       "loader does not read; use masking static")
     if self.seq_length < 8:
@@ -127,6 +128,18 @@ class DataOptions:
     if self.chunk_chars < 1:
       problems.append(f"chunk_chars must be at least 1, got {self.chunk_chars}")
     return problems
+
+  def to_data_spec(self, vocab_tokens: list[str] | None = None, vocab_file: str | None = None,
+                   source: str = "") -> data_spec.DataSpec:
+    """What these options make, as the trainer reads it; without the vocab before it exists."""
+    return data_spec.DataSpec(
+        masking=self.masking, file_type=data_spec.GZIP_FILE_TYPE,  # write.py writes gzip
+        seq_length=self.seq_length, max_predictions_per_seq=self.max_predictions_per_seq,
+        mask_rate=self.masked_lm_prob, next_sentence_labels=self.packing == "sentence_pairs",
+        lower_case=self.lower_case,
+        vocab_size=None if vocab_tokens is None else len(vocab_tokens),
+        vocab_sha256=None if vocab_tokens is None else data_spec.vocab_sha256(vocab_tokens),
+        vocab_file=vocab_file, source=source)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -164,11 +177,19 @@ class PrepareDataConfig(DataOptions):
     if len(self.split_dirs) != len(splits) or len(set(self.split_dirs)) != len(splits):
       problems.append(f"split_dirs must be {len(splits)} distinct directories, one for each of "
                       f"{list(splits)}, got {list(self.split_dirs)}")
+    if len({posixpath.dirname(d.rstrip("/")) for d in self.split_dirs}) != 1:
+      problems.append(f"split_dirs must share one parent directory, where "
+                      f"{contract.DATA_SPEC_FILE} goes, got {list(self.split_dirs)}")
     return problems
 
   @property
   def output_vocab_file(self) -> str:
     return join(self.output_dir, contract.VOCAB_FILE)
+
+  @property
+  def data_spec_dir(self) -> str:
+    """Above the split directories, where the trainer looks (trainer/data_spec.py)."""
+    return posixpath.dirname(self.split_dirs[0].rstrip("/"))
 
   @property
   def staging_dir(self) -> str:

@@ -5,9 +5,12 @@
     OUT/validation/examples-SSSSS-of-NNNNN.tfrecord.gz
     OUT/transform_fn/, OUT/transformed_metadata/    the TFT text -> ids graph
     OUT/stats.json                                  every count, exact, with derived rates
+    OUT/data_spec.json                              what the examples are, for the trainer
+                                                    (trainer/data_spec.py); written last
 
 The split directories can be put elsewhere (`split_dirs`), as the TokenizePack
-component does to write straight into its Examples artifact's Split-* folders.
+component does to write straight into its Examples artifact's Split-* folders;
+data_spec.json goes into their parent, where the trainer looks for it.
 
 `run` builds and runs it on the runner named in the Beam pipeline arguments
 (DirectRunner in memory by default), then reads back stats.json.
@@ -61,7 +64,8 @@ def outputs(config: PrepareDataConfig) -> list[str]:
   out = config.output_dir
   return [*config.split_dirs, join(out, tft.TFTransformOutput.TRANSFORM_FN_DIR),
           join(out, tft.TFTransformOutput.TRANSFORMED_METADATA_DIR), stats_path(config),
-          config.output_vocab_file, config.staging_dir]
+          join(config.data_spec_dir, contract.DATA_SPEC_FILE), config.output_vocab_file,
+          config.staging_dir]
 
 
 def stats_path(config: PrepareDataConfig) -> str:
@@ -212,6 +216,8 @@ def run(config: PrepareDataConfig, pipeline_args: list[str],
     stats = json.loads(f.read().decode("utf-8"))
   if not stats["examples"]["total"]:
     raise NoUsableTextError(describe_empty(stats, config))
+  tokens = vocab_lib.load_vocab(config.output_vocab_file)
+  config.to_data_spec(tokens, config.output_vocab_file).write(config.data_spec_dir)
   example_files = sorted(
       join(split_dir, contract.shard_name(shard, config.num_shards))
       for split_dir in config.split_dirs for shard in range(config.num_shards))

@@ -55,6 +55,10 @@ LOCAL_MISTAKES = [
      "training: params_override does not fit the experiment config"),
     (["--set", "training.config_files=[nope.yaml]"], "training: config file 'nope.yaml' does "
      "not exist"),
+    # Both shipped configs make dynamically masked data.
+    (["--set", "training.params_override.task.train_data.masking=static"],
+     "training: task.train_data.masking is 'static' but the data has masking 'dynamic' (the "
+     "pipeline config's data: section); drop the override"),
 ]
 
 

@@ -1,7 +1,6 @@
 """pipelines/console.py: what reaches the terminal, what reaches the log file, key figures."""
 
 import io
-import json
 import pathlib
 import re
 import subprocess
@@ -9,11 +8,10 @@ import sys
 import textwrap
 
 import pytest
-import tensorflow as tf
-import yaml
 
-from components.publish import publish
-from pipelines import console
+from pipelines import config as config_lib
+from pipelines import console, pipeline
+from pipelines.observer import OutputArtifact
 from trainer import contract
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -25,6 +23,7 @@ SIMULATED_RUN = textwrap.dedent("""
     import logging, os, subprocess, sys
     from absl import logging as absl_logging
     from pipelines import console
+    from pipelines.observer import OutputArtifact
     from trainer.errors import UserError
 
     try:
@@ -37,6 +36,7 @@ SIMULATED_RUN = textwrap.dedent("""
           raise UserError("bad key x.y")
         for stage in ("StageA", "StageB"):
           out.stage_started(stage)
+          import tensorflow  # as a stage does: its C++ logging writes to fd 2 itself
           for i in range(200):
             logging.info("python log %d of %s", i, stage)
           absl_logging.info("absl log of %s", stage)
@@ -46,7 +46,7 @@ SIMULATED_RUN = textwrap.dedent("""
                           "print('child stderr', file=sys.stderr)"], check=True)
           for step in range(100):
             logging.info("progress: step %d/100, ETA 0:00:01", step)
-          out.stage_finished(stage, {"examples": ["/nowhere"]})
+          out.stage_finished(stage, {"examples": [OutputArtifact("/nowhere")]})
         out.line("Summary line")
     except console.RunFailed as e:
       print(f"failed: {e}", file=sys.stderr)
@@ -103,7 +103,7 @@ def test_the_log_file_gets_everything(quiet_run):
     assert f"a stray print of {stage}\n" in log
   assert log.count("progress: step 99/100") == 2
   assert log.count("child stdout\n") == 2 and log.count("child stderr\n") == 2
-  # TF's C++ logging, from the import that the key figures need (fd 2, not Python).
+  # TF's C++ logging, from the stage's import (fd 2, not Python).
   assert "cudart_stub.cc" in log or "port.cc" in log
   # The console's own lines, too.
   assert "Pipeline simulated\n" in log and "Summary line\n" in log
@@ -160,51 +160,65 @@ def test_progress_is_shown_at_most_once_per_interval_and_durations_read_well():
       "0 s", "1 min 0 s", "12 min 34 s", "2 h 3 min"]
 
 
-def test_key_figures_are_read_from_the_output_artifacts(tmp_path):
-  corpus = tmp_path / "corpus" / "Split-corpus"
-  corpus.mkdir(parents=True)
-  with tf.io.TFRecordWriter(str(corpus / "data_tfrecord-00000-of-00001.gz"),
-                            options="GZIP") as writer:
-    for _ in range(3):
-      writer.write(b"document")
-  assert console.stage_key_figure("CorpusGen", {"examples": [str(tmp_path / "corpus")]},
-                                  {"examples": [{"span": 2}]}) == "3 documents, span 2"
+def test_key_figures_are_made_of_the_properties_the_components_recorded():
+  def figure(stage, **outputs):
+    return console.stage_key_figure(stage, {key: [OutputArtifact(f"/{key}", properties)]
+                                            for key, properties in outputs.items()})
 
-  stats = tmp_path / "statistics"
-  stats.mkdir()
-  (stats / contract.DATA_STATS_FILE).write_text(json.dumps({
-      "documents": {"kept": 25000}, "examples": {"total": 41230, "train": 40400,
-                                                 "validation": 830},
-      "packing": {"efficiency": 0.997535}}))
-  assert console.stage_key_figure("TokenizePack", {"statistics": [str(stats)]}) == (
-      "25,000 documents -> 41,230 examples (40,400 train, 830 validation), "
-      "packing efficiency 99.8%")
+  # ML Metadata gives ints; Vertex's artifact metadata (the rehearsal's) gives floats.
+  for number in (int, float):
+    assert figure("CorpusGen", examples={contract.DOCUMENTS_WRITTEN: number(25000),
+                                         contract.SPAN: number(2)}) == (
+        "25,000 documents, span 2")
+    assert figure("TokenizePack", statistics={
+        contract.DOCUMENTS_KEPT: number(25000), contract.EXAMPLES_TRAIN: number(40400),
+        contract.EXAMPLES_VALIDATION: number(830), contract.PACKING_EFFICIENCY: 0.997535,
+        contract.DOCUMENTS_READ: number(25010)}) == (
+        "25,000 documents -> 41,230 examples (40,400 train, 830 validation), "
+        "packing efficiency 99.8%")
+    assert figure("Trainer", model={
+        contract.TRAIN_STEPS: number(3000), contract.VALIDATION_STEP: number(3000),
+        contract.VALIDATION_LOSS: 6.123456, contract.VALIDATION_LOSS_AS_TRAINED: 6.98765},
+        model_run={}) == (
+        "3,000 steps; validation MLM loss 6.1235 at full depth, 6.9877 as trained (step 3,000)")
+    reason = "GLUE score 0.7792 is below the threshold 0.8000"
+    assert figure("GlueEvaluator", evaluation={contract.GLUE_SCORE: 0.7791907514450868},
+                  blessing={contract.BLESSED: number(0), contract.BLESSING_MESSAGE: reason}) == (
+        f"GLUE score 0.7792; not blessed: {reason}")
+    assert figure("GlueEvaluator", evaluation={contract.GLUE_SCORE: 0.81},
+                  blessing={contract.BLESSED: number(1), contract.BLESSING_MESSAGE: "ok"}) == (
+        "GLUE score 0.8100; blessed")
+    assert figure("BertPusher", pushed_model={
+        contract.PUSHED: number(1), contract.PUSHED_DESTINATION: "/dest/20261201T210000Z"}) == (
+        "published /dest/20261201T210000Z")
+    assert figure("BertPusher", pushed_model={
+        contract.PUSHED: number(0), contract.NOT_PUSHED_REASON: "the model was not blessed"}) == (
+        "not pushed: the model was not blessed")
 
-  export_dir = tmp_path / "model" / contract.SERVING_SUBDIR
-  export_dir.mkdir(parents=True)
-  (export_dir / contract.TRAINING_PARAMS_FILE).write_text(
-      yaml.safe_dump({"trainer": {"train_steps": 300}}))
-  (export_dir / contract.EVAL_METRICS_FILE).write_text(json.dumps(
-      {"step": 300, "validation_loss": 6.123456, "validation_loss_as_trained": 6.98765}))
-  assert console.stage_key_figure("Trainer", {"model": [str(tmp_path / "model")],
-                                              "model_run": [str(tmp_path / "run")]}) == (
-      "300 steps; validation MLM loss 6.1235 at full depth, 6.9877 as trained (step 300)")
 
-  evaluation = tmp_path / "evaluation"
-  evaluation.mkdir()
-  report = {"glue_score": 0.7791907514450868,
-            "blessing": {"blessed": False, "reason": "GLUE score 0.7792 is below 0.8000"}}
-  (evaluation / contract.GLUE_REPORT_JSON).write_text(json.dumps(report))
-  assert console.stage_key_figure("GlueEvaluator", {"evaluation": [str(evaluation)],
-                                                    "blessing": [str(tmp_path / "b")]}) == (
-      "GLUE score 0.7792; not blessed: GLUE score 0.7792 is below 0.8000")
+def test_a_stage_without_a_figure_counts_its_artifacts_and_missing_properties_give_none():
+  assert console.stage_key_figure("latest_blessed_model", {
+      "model": [OutputArtifact("/m", {contract.TRAIN_STEPS: 10})],
+      "model_blessing": [OutputArtifact("/b")]}) == "model: 1, model_blessing: 1"
+  # A run without validation: the Trainer's figure has its steps only.
+  assert console.stage_key_figure("Trainer", {"model": [
+      OutputArtifact("/m", {contract.TRAIN_STEPS: 10})]}) == "10 steps"
+  for stage in console.FIGURES:
+    assert console.stage_key_figure(stage, {}) == ""
 
-  publish.write_push_record(str(tmp_path / "pushed"), "/dest/20261201T210000Z")
-  publish.write_push_record(str(tmp_path / "not_pushed"), None, "the model was not blessed")
-  assert console.stage_key_figure("BertPusher", {"pushed_model": [str(tmp_path / "pushed")]}) == (
-      "published /dest/20261201T210000Z")
-  assert console.stage_key_figure("BertPusher", {"pushed_model": [
-      str(tmp_path / "not_pushed")]}) == "not pushed: the model was not blessed"
-  assert console.stage_key_figure("latest_blessed_model", {"model": ["/m"],
-                                                           "model_blessing": ["/b"]}) == (
-      "model: 1, model_blessing: 1")
+
+@pytest.mark.parametrize("config_name",
+                         ["pipeline_local_tiny.yaml", "pipeline_vertex_base_tpu.yaml"])
+def test_each_figure_is_named_after_a_node_of_the_pipeline(config_name):
+  config = config_lib.load(str(REPO / "configs" / config_name))
+  node_ids = {node.id for node in pipeline.create_pipeline(config).components}
+  assert set(console.FIGURES) <= node_ids
+  assert node_ids - set(console.FIGURES) == {"latest_blessed_model"}
+
+
+def test_a_figure_that_cannot_be_made_does_not_fail_the_stage_line():
+  terminal = io.StringIO()
+  out = console.Console(terminal)
+  out.stage_finished("Trainer", {"model": [OutputArtifact("/m", {contract.TRAIN_STEPS: "x"})]})
+  assert _strip_time(terminal.getvalue().strip()) == (
+      "Trainer finished: (its figures could not be read; see the log)")

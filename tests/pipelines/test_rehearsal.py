@@ -1,10 +1,13 @@
 """The rehearsal: the compiled Vertex JSON of the tiny config, run twice through the container
 entrypoints on a small real corpus (120 IMDB reviews, span 1).
 
-One module fixture makes both rehearsals in one work dir, so the second resolves the first's
-artifacts; each test checks one property of what they left.
+One module fixture compiles once and runs both rehearsals with one warm task process, in one
+work dir, so the second resolves the first's artifacts; each test checks one property of what
+they left.
 """
 
+import copy
+import dataclasses
 import itertools
 import json
 import os
@@ -13,10 +16,12 @@ import shlex
 import sys
 
 import pytest
+from google.protobuf import json_format
 
 from components.common import packaged_corpora
 from pipelines import config as config_lib
 from pipelines import rehearsal
+from pipelines.rehearsal import spec
 from trainer import contract
 from trainer.errors import UserError
 
@@ -27,9 +32,40 @@ RUN_EXECUTOR = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor
 EXAMPLE_GEN_DRIVER = "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"
 
 
+class RecordingObserver:
+  """A StageObserver that records every call, in order."""
+
+  def __init__(self):
+    self.events = []
+
+  def stage_started(self, stage):
+    self.events.append(("started", stage))
+
+  def stage_finished(self, stage, outputs, cached=False):
+    self.events.append(("finished", stage, outputs, cached))
+
+  def progress(self, message):
+    self.events.append(("progress", message))
+
+
+@dataclasses.dataclass
+class Rehearsals:
+  first: rehearsal.RehearsalResult
+  second: rehearsal.RehearsalResult
+  events: list[tuple]  # the observer's calls during both rehearsals, in order
+  root: pathlib.Path
+  # The compiled job (spec and executors) as compiled, and after both rehearsals ran it.
+  compiled: tuple[dict, dict]
+  compiled_after_runs: tuple[dict, dict]
+
+
+# What the second rehearsal's log held before it ran: the log a caller (the CLI) passes is
+# appended to.
+EARLIER_LOG = "earlier lines of the caller's log\n"
+
+
 @pytest.fixture(scope="module")
 def rehearsals(tmp_path_factory):
-  """The two rehearsals' results, and every on_task event, in order."""
   root = tmp_path_factory.mktemp("rehearsal")
   span = root / "corpus" / "span-1"
   span.mkdir(parents=True)
@@ -41,24 +77,30 @@ def rehearsals(tmp_path_factory):
       "metadata_path": str(root / "unused-mlmd.sqlite"),
       "corpus": {"input_base": str(root / "corpus"), "packaged": ""},
       "data": {"validation_fraction": 0.2, "num_shards": 1},
+      # Two loops of 5 steps: the second one's end logs a progress line.
       "training": {"train_steps": 10, "eval_steps": 2,
                    "params_override": {"trainer": {"checkpoint_interval": 10,
-                                                   "validation_interval": 10}}},
+                                                   "validation_interval": 10,
+                                                   "steps_per_loop": 5}}},
       # Threshold 0 and tolerance 1: both runs are blessed, so both publish.
       "glue": {"threshold": 0.0, "tolerance": 1.0,
                "finetune": {"learning_rates": [0.001], "epochs": 1, "max_seq_length": 32,
                             "seeds": [1], "max_train_examples": 256}},
       "push": {"destination": str(root / "published")},
   })
-  events = []
+  observer = RecordingObserver()
+  caller_log = root / "caller.log"
+  caller_log.write_text(EARLIER_LOG, encoding="utf-8")
 
-  def on_task(name, event, seconds, uris):
-    events.append((name, event, uris))
+  def compiled(job):
+    return json_format.MessageToDict(job.spec), copy.deepcopy(job.executors)
 
-  work_dir = str(root / "work")
-  first = rehearsal.rehearse(config, work_dir, on_task)
-  second = rehearsal.rehearse(config, work_dir, on_task)
-  return first, second, events, root
+  with rehearsal.Rehearsal(config, str(root / "work")) as rehearsed:
+    before = compiled(rehearsed.job)
+    first = rehearsed.run(observer)
+    second = rehearsed.run(observer, log_path=str(caller_log))
+    after = compiled(rehearsed.job)
+  return Rehearsals(first, second, observer.events, root, before, after)
 
 
 def _started(log_path: str) -> dict[str, list[str]]:
@@ -71,8 +113,9 @@ def _started(log_path: str) -> dict[str, list[str]]:
   return started
 
 
+@pytest.mark.e2e
 def test_the_rehearsal_compiles_multi_processing_beam_into_the_spec(rehearsals):
-  first, _, _, _ = rehearsals
+  first = rehearsals.first
   executors = json.loads(pathlib.Path(first.pipeline_json).read_text())[
       "pipelineSpec"]["deploymentSpec"]["executors"]
   for name in ("CorpusGen_executor", "TokenizePack_executor"):
@@ -82,8 +125,9 @@ def test_the_rehearsal_compiles_multi_processing_beam_into_the_spec(rehearsals):
         "--direct_running_mode=multi_processing"]
 
 
+@pytest.mark.e2e
 def test_each_task_started_through_its_container_entrypoint(rehearsals):
-  first, second, _, _ = rehearsals
+  first, second = rehearsals.first, rehearsals.second
   executors = json.loads(pathlib.Path(first.pipeline_json).read_text())[
       "pipelineSpec"]["deploymentSpec"]["executors"]
   for result in (first, second):
@@ -100,8 +144,9 @@ def test_each_task_started_through_its_container_entrypoint(rehearsals):
   assert not first.trainer_swapped  # the tiny config trains in-process already
 
 
+@pytest.mark.e2e
 def test_the_corpus_hook_resolved_span_1_before_the_executor_ran(rehearsals):
-  first, _, _, root = rehearsals
+  first, root = rehearsals.first, rehearsals.root
   corpus_gen = first.tasks["CorpusGen"]
   assert corpus_gen.hook_parameters["span"] == 1
   input_config = json.loads(corpus_gen.hook_parameters["input_config"])
@@ -116,8 +161,9 @@ def test_the_corpus_hook_resolved_span_1_before_the_executor_ran(rehearsals):
       f"{os.path.getsize(root / 'corpus' / 'span-1' / 'reviews.txt')},")
 
 
+@pytest.mark.e2e
 def test_executor_outputs_are_read_back_into_downstream_inputs(rehearsals):
-  first, _, _, _ = rehearsals
+  first = rehearsals.first
   statistics = first.tasks["TokenizePack"].outputs["statistics"]
   stats = json.loads((pathlib.Path(statistics["uri"]) / contract.DATA_STATS_FILE).read_text())
   assert statistics["metadata"]["examples_train"] == stats["examples"]["train"]
@@ -129,22 +175,98 @@ def test_executor_outputs_are_read_back_into_downstream_inputs(rehearsals):
   assert blessing["metadata"]["blessed"] == 1
 
 
+def _finished(rehearsals) -> tuple[dict, dict]:
+  """The outputs each stage_finished call reported, by stage, for each rehearsal."""
+  finished = [event for event in rehearsals.events if event[0] == "finished"]
+  first_count = len(rehearsals.first.tasks)
+  return ({stage: outputs for _, stage, outputs, _ in finished[:first_count]},
+          {stage: outputs for _, stage, outputs, _ in finished[first_count:]})
+
+
+@pytest.mark.e2e
 def test_each_rehearsal_publishes_a_version(rehearsals):
-  first, second, events, root = rehearsals
+  first, second, root = rehearsals.first, rehearsals.second, rehearsals.root
   published = root / "published"
   assert sorted(os.listdir(published)) == sorted(
       os.path.basename(r.published) for r in (first, second))
   for result in (first, second):
     assert os.path.dirname(result.published) == str(published)
     assert (pathlib.Path(result.published) / contract.MODEL_CARD_JSON).is_file()
-  finished = [(name, uris) for name, event, uris in events if event == "finished"]
-  assert [name for name, _ in finished] == list(first.tasks) + list(second.tasks)
-  assert finished[len(first.tasks) - 1][1] == {
-      "pushed_model": first.tasks["BertPusher"].outputs["pushed_model"]["uri"]}
+  (pushed,) = _finished(rehearsals)[0]["BertPusher"]["pushed_model"]
+  assert pushed.uri == first.tasks["BertPusher"].outputs["pushed_model"]["uri"]
+  assert pushed.properties["pushed"] == 1
+  assert pushed.properties["pushed_destination"] == first.published
 
 
+@pytest.mark.e2e
+def test_the_observer_saw_each_task_start_and_finish_with_its_outputs(rehearsals):
+  first, second, events = rehearsals.first, rehearsals.second, rehearsals.events
+  tasks = [run for result in (first, second) for run in result.tasks.values()]
+  stages = [event for event in events if event[0] != "progress"]
+  assert [event[:2] for event in stages] == [
+      (kind, run.name) for run in tasks for kind in ("started", "finished")]
+  for run, (_, _, outputs, cached) in zip(tasks, stages[1::2], strict=True):
+    assert not cached  # every rehearsed task runs: Vertex's cache is not rehearsed
+    # An unresolved resolver output is absent, as in the task's outputs.
+    assert {key: [artifact.uri for artifact in artifacts]
+            for key, artifacts in outputs.items()} == {
+                key: [artifact["uri"]] for key, artifact in run.outputs.items()}
+
+
+@pytest.mark.e2e
+def test_the_observer_sees_properties_by_their_component_names(rehearsals):
+  first_run, second_run = _finished(rehearsals)
+  (examples,) = first_run["CorpusGen"]["examples"]
+  # The executor output names the custom span "custom:span" (tests above); the observer, span,
+  # an int as ML Metadata gives it.
+  assert examples.properties["span"] == 1 and isinstance(examples.properties["span"], int)
+  assert not any(name.startswith("custom:") for name in examples.properties)
+  # The second run's blessing resolver reports the first run's blessing, read back from the
+  # record; the first run's resolved nothing.
+  assert first_run[BLESSING_RESOLVER] == {}
+  first_blessing = rehearsals.first.tasks["GlueEvaluator"].outputs["blessing"]
+  (resolved,) = second_run[BLESSING_RESOLVER]["model_blessing"]
+  assert resolved.uri == first_blessing["uri"]
+  assert resolved.properties["blessed"] == 1
+  assert resolved.properties["current_model_id"] == first_blessing["metadata"][
+      "current_model_id"]
+
+
+@pytest.mark.e2e
+def test_the_observer_got_the_progress_lines_of_the_task_running(rehearsals):
+  events = rehearsals.events
+  progress = [(i, event[1]) for i, event in enumerate(events) if event[0] == "progress"]
+  logged = [line[line.index(contract.PROGRESS_PREFIX):]
+            for result in (rehearsals.first, rehearsals.second)
+            for line in pathlib.Path(result.log_path).read_text(encoding="utf-8").split("\n")
+            if contract.PROGRESS_PREFIX in line]
+  assert [message for _, message in progress] == logged
+  trainer_steps = [message for message in logged if message.startswith(
+      f"{contract.PROGRESS_PREFIX}step 10/10")]
+  assert len(trainer_steps) == 2  # one a rehearsal
+  for i, message in progress:
+    # The last stage event before a progress line is the start of the stage it comes from.
+    kind, stage = [event[:2] for event in events[:i] if event[0] != "progress"][-1]
+    assert kind == "started"
+    if message in trainer_steps:
+      assert stage == "Trainer"
+
+
+@pytest.mark.e2e
+def test_both_rehearsals_ran_one_compiled_job_that_no_run_changed(rehearsals):
+  first, second = rehearsals.first, rehearsals.second
+  assert first.pipeline_json == second.pipeline_json
+  assert rehearsals.compiled_after_runs == rehearsals.compiled
+  logs = [pathlib.Path(r.log_path).read_text(encoding="utf-8") for r in (first, second)]
+  assert logs[0].startswith("Rehearsal ") and f" of {first.pipeline_json}\n" in logs[0]
+  # The caller's log was appended to.
+  assert logs[1].startswith(EARLIER_LOG + "Rehearsal ")
+  assert first.log_path != second.log_path
+
+
+@pytest.mark.e2e
 def test_the_first_rehearsal_resolves_nothing(rehearsals):
-  first, _, _, _ = rehearsals
+  first = rehearsals.first
   assert first.tasks[BLESSING_RESOLVER].outputs == {}
   assert first.tasks[BLESSING_RESOLVER].queries == {"model_blessing": (
       'schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1')}
@@ -152,8 +274,9 @@ def test_the_first_rehearsal_resolves_nothing(rehearsals):
   assert "base_model" not in first.tasks["Trainer"].executor_input["inputs"].get("artifacts", {})
 
 
+@pytest.mark.e2e
 def test_the_second_rehearsal_resolves_the_first_ones_blessing(rehearsals):
-  first, second, _, _ = rehearsals
+  first, second = rehearsals.first, rehearsals.second
   blessing = first.tasks["GlueEvaluator"].outputs["blessing"]
   assert second.tasks[BLESSING_RESOLVER].outputs["model_blessing"] == blessing
   baseline = second.tasks["GlueEvaluator"].executor_input["inputs"]["artifacts"][
@@ -161,15 +284,17 @@ def test_the_second_rehearsal_resolves_the_first_ones_blessing(rehearsals):
   assert baseline["uri"] == blessing["uri"]
 
 
+@pytest.mark.e2e
 def test_the_model_resolver_queries_vertex_s_filter_with_the_blessing_s_model_id(rehearsals):
-  first, second, _, _ = rehearsals
+  first, second = rehearsals.first, rehearsals.second
   model_id = first.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]["current_model_id"]
   assert second.tasks[MODEL_RESOLVER].queries == {"model": (
       f'schema_title="tfx.Model" AND state=LIVE AND name="{model_id}"')}
 
 
+@pytest.mark.e2e
 def test_the_second_rehearsal_warm_starts_from_the_first_ones_model(rehearsals):
-  first, second, _, _ = rehearsals
+  first, second = rehearsals.first, rehearsals.second
   model = first.tasks["Trainer"].outputs["model"]
   # TFX's entrypoint wrote the blessing's ids as resource names, as it does for an Evaluator.
   first_blessing = first.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
@@ -188,19 +313,18 @@ def test_a_vertex_trainer_is_swapped_for_the_in_process_executor_and_nothing_els
                  "--json_serialized_invocation_args", "{{$}}"]
   other_args = ["--executor_class_path", "components.tokenize_pack.component.Executor",
                 "--json_serialized_invocation_args", "{{$}}"]
-  spec = {"deploymentSpec": {"executors": {
+  pipeline_spec = {"deploymentSpec": {"executors": {
       "Trainer_executor": {"container": {"args": list(vertex_args)}},
       "TokenizePack_executor": {"container": {"args": list(other_args)}},
       "latest_blessed_model-model-resolver_executor": {"resolver": {}}}}}
-  assert rehearsal._swap_vertex_trainer(spec)
-  executors = spec["deploymentSpec"]["executors"]
+  assert spec.swap_vertex_trainer(pipeline_spec)
+  executors = pipeline_spec["deploymentSpec"]["executors"]
   assert executors["Trainer_executor"]["container"]["args"] == [
-      "--executor_class_path", "tfx.components.trainer.executor.GenericExecutor",
+      "--executor_class_path", "components.pretrain.executor.Executor",
       "--json_serialized_invocation_args", "{{$}}"]
   assert executors["TokenizePack_executor"]["container"]["args"] == other_args
   # The class path the Vertex compile writes (tests/pipelines/test_vertex.py checks it there).
-  assert rehearsal.VERTEX_TRAINER_EXECUTOR == (
-      "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor")
+  assert rehearsal.VERTEX_TRAINER_EXECUTOR == "components.pretrain.executor.VertexExecutor"
 
 
 def test_the_rehearsal_config_replaces_only_the_runner_flags():

@@ -1,13 +1,13 @@
-"""rehearsal._Launcher: a `python -m` task forked from the warm task process
-(pipelines/task_process.py), any other command as a subprocess; output, progress lines and
-exit status come back either way, task after task."""
+"""The rehearsal's Launcher: a `python -m` task forked from the warm task process
+(pipelines/rehearsal/task_process.py), any other command as a subprocess; output, progress
+lines and exit status come back either way, task after task."""
 
 import io
 import sys
 
 import pytest
 
-from pipelines import rehearsal
+from pipelines.rehearsal.launcher import Launcher
 from trainer.errors import UserError
 
 MODULE = "tests.pipelines.launcher_task"
@@ -18,7 +18,7 @@ def launcher():
   executors = {"task_executor": {"container": {
       "command": ["python", "-m", MODULE], "lifecycle": {"preCacheCheck": {
           "command": ["python", "-m", "json.tool"]}}}}}
-  with rehearsal._Launcher(executors) as launcher:
+  with Launcher(executors) as launcher:
     yield launcher
 
 
@@ -43,6 +43,14 @@ def test_a_task_runs_forked_with_its_arguments_and_its_children_s_output(launche
   assert "=== forked runs in a process forked from one that imported json.tool, " in out
   assert "task argv ['0']\n" in out and "from a child process\n" in out
   assert progress == ["progress: step 1/1"]
+
+
+def test_the_task_process_preloads_nothing_of_the_project_kfp_or_tfx(launcher):
+  # Only the packages `python -m pipelines.rehearsal.task_process` imports on its way, which
+  # import nothing: the task imports every project module itself, as the container would.
+  out, _, error = _run(launcher, "fresh", [sys.executable, "-m", MODULE, "0"])
+  assert error is None
+  assert "preloaded ['pipelines', 'pipelines.rehearsal']\n" in out
 
 
 def test_each_task_s_exit_status_is_its_own(launcher):

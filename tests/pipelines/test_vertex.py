@@ -12,6 +12,7 @@ import subprocess
 
 import google.auth.credentials
 import pytest
+from google.cloud.aiplatform.utils import gcs_utils
 from google.cloud.aiplatform_v1.services.pipeline_service import PipelineServiceClient
 from google.cloud.aiplatform_v1.services.schedule_service import ScheduleServiceClient
 from google.cloud.aiplatform_v1.types import pipeline_job as gca_pipeline_job
@@ -78,15 +79,22 @@ def test_trainer_asks_vertex_for_a_tpu_and_runs_the_token_drop_experiment(compil
                                   "accelerator_count": 8}
   assert custom["experiment"] == "token_drop_bert/pretraining"
   assert custom["params_override"]["runtime"]["distribution_strategy"] == "tpu"
+  # TFX's Vertex trainer executor, which also records the run's key figures on the Model.
   executor = job["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]
-  assert executor["container"]["args"][1] == (
-      "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor")
+  assert executor["container"]["args"][1] == "components.pretrain.executor.VertexExecutor"
 
 
 @pytest.fixture
 def recorded(monkeypatch):
-  """Replaces the Vertex service calls with recorders of the requests."""
+  """Replaces the Vertex service calls with recorders of the requests.
+
+  Submitting also gets or creates the pipeline root's bucket through the Cloud Storage client;
+  without a network that call retries for minutes, so it is recorded too.
+  """
   requests = {}
+
+  def create_bucket_if_missing(output_artifacts_gcs_dir=None, **kwargs):
+    requests.setdefault("bucket", []).append(output_artifacts_gcs_dir)
 
   def create_pipeline_job(self, request=None, *, parent=None, pipeline_job=None,
                           pipeline_job_id=None, **kwargs):
@@ -100,6 +108,8 @@ def recorded(monkeypatch):
 
   monkeypatch.setattr(PipelineServiceClient, "create_pipeline_job", create_pipeline_job)
   monkeypatch.setattr(ScheduleServiceClient, "create_schedule", create_schedule)
+  monkeypatch.setattr(gcs_utils, "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist",
+                      create_bucket_if_missing)
   return requests
 
 
@@ -114,6 +124,7 @@ def test_submit_sends_one_pipeline_job(compiled, recorded):
   assert sent.runtime_config.gcs_output_directory == config.root
   assert set(sent.pipeline_spec["root"]["dag"]["tasks"]) >= COMPONENTS
   assert job.resource_name == f"{parent}/pipelineJobs/{job_id}"
+  assert recorded["bucket"] == [config.root]
 
 
 def test_schedule_sends_a_cron_schedule_of_the_pipeline(compiled, recorded):

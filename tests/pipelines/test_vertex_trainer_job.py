@@ -1,31 +1,53 @@
 """The Vertex CustomJob that the TPU config's Trainer would start.
 
-The Trainer task of the compiled Vertex JSON runs TFX's Vertex trainer executor
-(tfx.extensions.google_cloud_ai_platform.Trainer). Here that executor's real code path runs
-with the task's parameters from the compiled spec, down to the aiplatform JobServiceClient it
+The Trainer task of the compiled Vertex JSON runs components.pretrain.executor.VertexExecutor,
+TFX's Vertex trainer executor (tfx.extensions.google_cloud_ai_platform.Trainer's) that then
+records the run's key figures on the Model. Here that executor's real code path runs with the
+task's parameters from the compiled spec, down to the aiplatform JobServiceClient it
 constructs, which is replaced by a recorder: the test checks the CustomJob request Vertex
-would receive. Nothing reaches the network.
+would receive, and the figures read from the export that the job's worker wrote. Nothing
+reaches the network.
 """
 
 import json
+import pathlib
 
 import pytest
+import yaml
 from google.cloud.aiplatform import gapic
 from google.cloud.aiplatform_v1.types.custom_job import CustomJob
 from google.cloud.aiplatform_v1.types.job_state import JobState
 from tfx.dsl.components.base import base_executor
-from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer
 from tfx.types import standard_artifacts
 
+from components.pretrain import executor as pretrain_executor
 from pipelines import config as config_lib
 from pipelines import pipeline, vertex_runner
+from trainer import contract
 
 CONFIG = "configs/pipeline_vertex_base_tpu.yaml"
 ROOT = "gs://my-bucket/tokendrop/pipeline-root/run-1"
 
 
+# What the job's worker exports: its training_params.yaml and eval_metrics.json, in short.
+TRAIN_STEPS = 1_000_000
+EVAL_METRICS = {"step": TRAIN_STEPS, "validation_loss": 1.875, "validation_loss_as_trained": 2.25}
+
+
+def _worker_exports(custom_job: dict) -> None:
+  """What the job's worker leaves in its Model output: an export with the run's figures."""
+  command = custom_job["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
+  outputs = json.loads(command[command.index("--outputs") + 1])
+  export_dir = pathlib.Path(outputs["model"][0]["artifact"]["uri"]) / contract.SERVING_SUBDIR
+  export_dir.mkdir(parents=True)
+  (export_dir / contract.TRAINING_PARAMS_FILE).write_text(
+      yaml.safe_dump({"trainer": {"train_steps": TRAIN_STEPS}}))
+  (export_dir / contract.EVAL_METRICS_FILE).write_text(json.dumps(EVAL_METRICS))
+
+
 class RecordingJobServiceClient:
-  """Records what the executor sends; answers as Vertex would for a job that succeeded."""
+  """Records what the executor sends; answers as Vertex would for a job that succeeded, whose
+  worker exported the model."""
 
   requests: list = []
 
@@ -34,6 +56,7 @@ class RecordingJobServiceClient:
 
   def create_custom_job(self, parent=None, custom_job=None):
     self.requests.append(("create_custom_job", parent, custom_job))
+    _worker_exports(custom_job)
     return CustomJob(name=f"{parent}/customJobs/42")
 
   def get_custom_job(self, name=None, retry=None):
@@ -61,9 +84,13 @@ def _artifact(cls, uri):
 
 @pytest.fixture
 def sent(trainer_task, monkeypatch, tmp_path):
-  """Runs the Vertex trainer executor on the compiled parameters; returns what it sent."""
+  """Runs the Vertex trainer executor on the compiled parameters; returns what it sent, the
+  parameters, and the Model artifact after the run. The Model is on the local disk, where the
+  recorder's worker can write its export."""
   args, parameters = trainer_task
-  assert args[:2] == ["--executor_class_path", f"{vertex_trainer.__name__}.GenericExecutor"]
+  vertex_executor = pretrain_executor.VertexExecutor
+  assert args[:2] == ["--executor_class_path",
+                      f"{vertex_executor.__module__}.{vertex_executor.__name__}"]
   RecordingJobServiceClient.requests = []
   monkeypatch.setattr(gapic, "JobServiceClient", RecordingJobServiceClient)
   examples = _artifact(standard_artifacts.Examples, f"{ROOT}/TokenizePack/examples")
@@ -71,16 +98,17 @@ def sent(trainer_task, monkeypatch, tmp_path):
   inputs = {"examples": [examples],
             "transform_graph": [_artifact(standard_artifacts.TransformGraph,
                                           f"{ROOT}/TokenizePack/transform_graph")]}
-  outputs = {"model": [_artifact(standard_artifacts.Model, f"{ROOT}/Trainer/model")],
+  model = _artifact(standard_artifacts.Model, str(tmp_path / "Trainer" / "model"))
+  outputs = {"model": [model],
              "model_run": [_artifact(standard_artifacts.ModelRun, f"{ROOT}/Trainer/model_run")]}
-  executor = vertex_trainer.GenericExecutor(base_executor.BaseExecutor.Context(
+  executor = vertex_executor(base_executor.BaseExecutor.Context(
       tmp_dir=str(tmp_path), unique_id="Trainer"))
   executor.Do(inputs, outputs, parameters)
-  return RecordingJobServiceClient.requests, parameters
+  return RecordingJobServiceClient.requests, parameters, model
 
 
 def test_the_custom_job_goes_to_the_configured_region_and_project(sent):
-  requests, _ = sent
+  requests, _, _ = sent
   endpoints = {r[1]["api_endpoint"] for r in requests if r[0] == "client"}
   assert endpoints == {"us-central1-aiplatform.googleapis.com"}
   (created,) = [r for r in requests if r[0] == "create_custom_job"]
@@ -88,7 +116,7 @@ def test_the_custom_job_goes_to_the_configured_region_and_project(sent):
 
 
 def test_one_tpu_v3_8_worker_runs_the_project_image(sent):
-  requests, _ = sent
+  requests, _, _ = sent
   (_, _, job) = next(r for r in requests if r[0] == "create_custom_job")
   config = config_lib.load(CONFIG)
   (pool,) = job["job_spec"]["worker_pool_specs"]
@@ -100,7 +128,7 @@ def test_one_tpu_v3_8_worker_runs_the_project_image(sent):
 
 
 def test_the_worker_runs_tfx_trainer_with_the_run_fn_and_the_experiment(sent):
-  requests, parameters = sent
+  requests, parameters, model = sent
   (_, _, job) = next(r for r in requests if r[0] == "create_custom_job")
   command = job["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"]
   assert command[:5] == ["python", "-m", "tfx.scripts.run_executor", "--executor_class_path",
@@ -117,4 +145,13 @@ def test_the_worker_runs_tfx_trainer_with_the_run_fn_and_the_experiment(sent):
   inputs = json.loads(flags["--inputs"])
   outputs = json.loads(flags["--outputs"])
   assert inputs["examples"][0]["artifact"]["uri"] == f"{ROOT}/TokenizePack/examples"
-  assert outputs["model"][0]["artifact"]["uri"] == f"{ROOT}/Trainer/model"
+  assert outputs["model"][0]["artifact"]["uri"] == model.uri
+
+
+def test_after_the_job_the_model_carries_the_figures_of_the_export_it_wrote(sent):
+  _, _, model = sent
+  assert {name: model.get_custom_property(name) for name in (
+      contract.TRAIN_STEPS, contract.VALIDATION_STEP, contract.VALIDATION_LOSS,
+      contract.VALIDATION_LOSS_AS_TRAINED)} == {
+          contract.TRAIN_STEPS: TRAIN_STEPS, contract.VALIDATION_STEP: TRAIN_STEPS,
+          contract.VALIDATION_LOSS: 1.875, contract.VALIDATION_LOSS_AS_TRAINED: 2.25}

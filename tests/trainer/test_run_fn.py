@@ -5,7 +5,7 @@ import types
 import numpy as np
 import pytest
 
-from trainer import contract, run_fn
+from trainer import contract, data_spec, run_fn
 from trainer.errors import UserError
 
 CONFIGS = ["wiki_books_pretrain_sequence_pack.yaml", "bert_en_uncased_base_token_drop.yaml",
@@ -13,6 +13,10 @@ CONFIGS = ["wiki_books_pretrain_sequence_pack.yaml", "bert_en_uncased_base_token
 
 
 def _fn_args(tmp_path, **changes):
+  # One (empty) file in each split, as TFX hands the Trainer: input paths must match files.
+  for split in ("Split-train", "Split-validation"):
+    (tmp_path / split).mkdir(exist_ok=True)
+    (tmp_path / split / "examples-00000-of-00001.tfrecord.gz").touch()
   values = dict(train_files=[f"{tmp_path}/Split-train/*"],
                 eval_files=[f"{tmp_path}/Split-validation/*"],
                 transform_output=f"{tmp_path}/transform_graph", train_steps=50, eval_steps=3,
@@ -51,3 +55,24 @@ def test_overrides_apply_last_and_mistakes_are_config_errors(tmp_path):
   assert params.trainer.optimizer_config.learning_rate.polynomial.decay_steps == 1000
   with pytest.raises(UserError, match="params_override does not fit"):
     run_fn.experiment_params(_fn_args(tmp_path), {"params_override": {"task": {"nope": 1}}})
+
+
+def test_the_examples_record_decides_the_data_keys_and_the_exported_casing(tmp_path):
+  examples = tmp_path / "Examples"
+  for split in ("Split-train", "Split-validation"):
+    (examples / split).mkdir(parents=True)
+    (examples / split / "examples-00000-of-00001.tfrecord.gz").write_bytes(b"")
+  data_spec.DataSpec(masking="static", file_type="tfrecord_compressed", seq_length=32,
+                     max_predictions_per_seq=5, mask_rate=0.2, next_sentence_labels=False,
+                     lower_case=False).write(str(examples))
+  fn_args = _fn_args(tmp_path, train_files=[f"{examples}/Split-train/*"],
+                     eval_files=[f"{examples}/Split-validation/*"])
+  params = run_fn.experiment_params(fn_args, {"config_files": CONFIGS})
+  for data_config in (params.task.train_data, params.task.validation_data):
+    assert (data_config.masking, data_config.file_type, data_config.seq_length,
+            data_config.max_predictions_per_seq, data_config.mask_rate) == (
+        "static", "tfrecord_compressed", 32, 5, 0.2)
+  assert run_fn.lower_case(fn_args, {}) is False
+  with pytest.raises(UserError, match="custom_config lower_case is True but the data has "
+                                      "lower_case False"):
+    run_fn.lower_case(fn_args, {"lower_case": True})

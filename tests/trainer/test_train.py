@@ -1,8 +1,11 @@
 """The seed-compatible command line, end to end on real packed IMDB data.
 
-Each test runs `python -m trainer.train` in a subprocess, as a user would,
-and checks what it leaves in --model_dir: checkpoints, summaries, the
-importance table, and the logs.
+Most tests run `tokendrop train` in this process (`trainer.train.main`, the entry point of
+`python -m trainer.train`), with its output captured at the file descriptors, and check what
+it leaves in --model_dir: checkpoints, summaries, the importance table, and the logs. The tests
+that need a process boundary start real processes: a kill -9 in the middle of training, and
+two workers of multi_worker_mirrored (tests marked e2e), and the mirrored-strategy runs (a
+CPU split into two devices must precede TF's start).
 """
 
 import json
@@ -13,12 +16,15 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from pipelines import cli
+from tests import process_output
 from trainer import export, vocab
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -27,6 +33,7 @@ INIT = 10.0
 
 
 def _command(model_dir, packed_data, *overrides, mode="train_and_eval", extra_flags=()):
+  """`python -m trainer.train` with the seed's flags, as argv."""
   train, evaluation = packed_data
   override = ",".join([
       f"task.train_data.input_path={train}",
@@ -44,9 +51,34 @@ def _command(model_dir, packed_data, *overrides, mode="train_and_eval", extra_fl
           f"--model_dir={model_dir}", f"--mode={mode}", *extra_flags]
 
 
-def _run(command, timeout=600, env=None):
-  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                        env={**os.environ, **(env or {})})
+class _Run:
+  """A finished command: its exit status and everything it wrote to fds 1 and 2."""
+
+  def __init__(self, returncode: int, output: str):
+    self.returncode = returncode
+    self.stderr = output
+
+
+def _run(command) -> _Run:
+  """Runs `python -m trainer.train ...` or `python -m pipelines.cli ...` (as built above) in
+  this process: the same main() the module runs, its exit status from SystemExit."""
+  module, argv = command[2], command[3:]
+  # Each run's log file where the test's files are, not in the checkout's out/logs.
+  argv = [*argv, f"--log_file={tempfile.mkdtemp(prefix='tokendrop-test-')}/run.log"]
+  with process_output.captured(merge=True, log_records=False) as output:
+    try:
+      if module == "trainer.train":
+        status = cli.main(["train", *argv])
+      else:
+        assert module == "pipelines.cli", command
+        status = cli.main(argv)
+    except SystemExit as e:
+      status = e.code
+  return _Run(status or 0, output.stderr)
+
+
+def _run_process(command, timeout=600) -> subprocess.CompletedProcess:
+  return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
 def _checkpoint_steps(model_dir):
@@ -105,9 +137,14 @@ def test_seed_command_line_trains_evaluates_and_writes_everything(trained_run):
   assert 0 < np.sum(table != INIT) < 30522
 
 
+KILL_RUN_STEPS = 80
+
+
+@pytest.mark.e2e
 def test_kill_9_then_same_command_resumes_from_latest_checkpoint(tmp_path, packed_data):
   model_dir = tmp_path / "model"
-  command = _command(model_dir, packed_data, "trainer.train_steps=400",
+  # Long enough that the kill lands mid-run; the resumed run trains the rest.
+  command = _command(model_dir, packed_data, f"trainer.train_steps={KILL_RUN_STEPS}",
                      "trainer.checkpoint_interval=10", "trainer.max_to_keep=100",
                      "trainer.validation_interval=1000",
                      mode="train")
@@ -118,19 +155,19 @@ def test_kill_9_then_same_command_resumes_from_latest_checkpoint(tmp_path, packe
     while not [s for s in _checkpoint_steps(model_dir) if s >= 30]:
       assert process.poll() is None, "training ended before it could be killed"
       assert time.monotonic() < deadline
-      time.sleep(0.5)
+      time.sleep(0.1)
   finally:
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
   latest = _checkpoint_steps(model_dir)[-1]
-  assert latest < 400
+  assert latest < KILL_RUN_STEPS
   before = _importance_table(model_dir / f"ckpt-{latest}")
 
-  result = _run(command)
+  result = _run(command)  # the same command, in this process
   assert result.returncode == 0, result.stderr[-3000:]
   assert f"ckpt-{latest}" in result.stderr  # orbit reports the checkpoint it restored
   steps = _checkpoint_steps(model_dir)
-  assert steps[-1] == 400 and latest + 10 in steps
+  assert steps[-1] == KILL_RUN_STEPS and latest + 10 in steps
   after = _importance_table(model_dir / f"ckpt-{latest + 10}")
   # Ten more steps touch a few hundred ids; a table that restarted from its
   # init would hold 10.0 wherever the restored one had learned something.
@@ -170,9 +207,11 @@ ANNEAL_OVERRIDES = ("task.model.encoder.any.token_keep_schedule=anneal",
 @pytest.mark.parametrize("overrides", [(), ANNEAL_OVERRIDES], ids=["constant", "anneal"])
 def test_mirrored_on_two_cpu_devices_trains(tmp_path, packed_data, overrides):
   model_dir = tmp_path / "model"
-  result = _run(_command(model_dir, packed_data, "trainer.train_steps=10",
-                         "runtime.distribution_strategy=mirrored", *overrides, mode="train",
-                         extra_flags=["--cpu_devices=2"]))
+  # A process of its own: the CPU split must come before TF starts, and collective ops keep
+  # per-process state that a second MirroredStrategy run in one process trips over.
+  result = _run_process(_command(model_dir, packed_data, "trainer.train_steps=10",
+                                 "runtime.distribution_strategy=mirrored", *overrides,
+                                 mode="train", extra_flags=["--cpu_devices=2"]))
   assert result.returncode == 0, result.stderr[-3000:]
   assert "MirroredStrategy with 2 replicas" in result.stderr
   assert _checkpoint_steps(model_dir) == [10]
@@ -186,9 +225,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from official.core import task_factory, train_utils
 from trainer import configs, task
-params = train_utils.parse_configuration(train_utils.ParseConfigOptions(
-    experiment="token_drop_bert/pretraining", config_file=sys.argv[1].split(","),
-    params_override=sys.argv[2]))
+# As `tokendrop train` builds it: the data's record decides how the files are read.
+params = configs.build_experiment(configs.PRETRAINING, sys.argv[1].split(","), sys.argv[2])
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 with strategy.scope():
   t = task_factory.get_task(params.task)
@@ -215,7 +253,7 @@ def test_mirrored_replicas_hold_identical_importance_tables(packed_data):
   command = _command("unused", packed_data)
   config_files = ",".join(f.split("=", 1)[1] for f in command if f.startswith("--config_file"))
   override = next(f.split("=", 1)[1] for f in command if f.startswith("--params_override"))
-  result = _run([sys.executable, "-c", REPLICA_CHECK, config_files, override])
+  result = _run_process([sys.executable, "-c", REPLICA_CHECK, config_files, override])
   assert result.returncode == 0, result.stderr[-3000:]
   replicas, learned, identical = result.stdout.split("REPLICAS")[1].split()
   assert replicas == "2" and int(learned) > 50 and identical == "True"
@@ -227,6 +265,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_multi_worker_mirrored_with_two_local_workers(tmp_path, packed_data):
   model_dir = tmp_path / "model"
   workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]

@@ -12,13 +12,13 @@ import dataclasses
 import os
 
 import tensorflow as tf
-from official.core import config_definitions, task_factory
+from official.core import config_definitions
 from official.nlp.modeling import models
 
 from trainer import configs, contract
-from trainer import task as _task  # noqa: F401  (registers the task)
 from trainer.errors import UserError
 from trainer.export import bert_config, huggingface, saved_model, tf2
+from trainer.pretrainer import build_pretrainer
 
 # Model Garden's train_utils.serialize_config writes it into every run's model_dir.
 RUN_PARAMS_FILE = "params.yaml"
@@ -58,7 +58,9 @@ def load_params_file(path: str) -> config_definitions.ExperimentConfig:
 
   Raises UserError if the file is missing or does not fit the experiment config.
   """
-  return configs.build_experiment(configs.PRETRAINING, [path])
+  # Its data keys were derived from the data's record when the run started; the data may be
+  # elsewhere by now.
+  return configs.build_experiment(configs.PRETRAINING, [path], read_data_spec=False)
 
 
 def load_run_params(model_dir: str) -> config_definitions.ExperimentConfig:
@@ -103,7 +105,7 @@ def export_run(model_dir: str, output_dir: str, checkpoint: str | None = None,
     raise UserError(f"the run has no task.vocab_file; pass --vocab_file=PATH/"
                       f"{contract.VOCAB_FILE}")
   path = checkpoint_path(model_dir, checkpoint)
-  model = task_factory.get_task(params.task).build_model()
+  model = build_pretrainer(params.task.model, params.task.vocab_file)
   model(pretraining_inputs(params))
   # Model Garden's trainer saves the model under `model`; the optimizer and step are not needed.
   tf.train.Checkpoint(model=model).read(path).assert_existing_objects_matched().expect_partial()

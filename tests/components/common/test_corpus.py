@@ -142,6 +142,23 @@ def test_a_text_file_read_as_tfrecords_is_a_clear_error(tmp_path):
     check_read([tmp_path / "cut.tfrecord"], [], counts(), input_format="tfrecord_text")
 
 
+def test_corpus_gen_records_come_back_as_their_chunks_and_cannot_be_mixed(tmp_path):
+  chunks = [corpus.DocumentChunk("000000-000000", [("One.", "Two."), ("Three.",)]),
+            corpus.DocumentChunk("000001-000000", [("Four.",)])]
+  records = [record for chunk in chunks for record in corpus.corpus_examples(chunk)]
+  _write_tfrecords(tmp_path / "b.gz", records[:1], gzip=True)
+  _write_tfrecords(tmp_path / "a.gz", records[:0:-1], gzip=True)  # the other two, reversed
+  with beam.Pipeline(options=PipelineOptions(IN_MEMORY)) as p:
+    read, _ = p | corpus.ReadDocuments([str(tmp_path / "a.gz"), str(tmp_path / "b.gz")],
+                                       input_format="tfrecord_text")
+    assert_that(read | beam.Map(lambda chunk: (chunk.key, chunk.documents)),
+                equal_to([(chunk.key, chunk.documents) for chunk in chunks]))
+  _write_tfrecords(tmp_path / "c.gz", [_text_example(text=[b"no key"])], gzip=True)
+  with pytest.raises(ValueError, match="c.gz holds a record without CorpusGen's chunk_key"):
+    check_read([tmp_path / "a.gz", tmp_path / "c.gz"], [], counts(),
+               input_format="tfrecord_text")
+
+
 def test_binary_file_is_skipped_and_counted(tmp_path):
   (tmp_path / "model.bin").write_bytes(bytes(range(256)) * 64)
   (tmp_path / "good.txt").write_bytes(b"kept text\n")

@@ -10,9 +10,11 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.components.example_gen import utils as example_gen_utils
 from tfx.types import Artifact, artifact_utils
 
 from components.corpus_gen.component import CORPUS_SPLIT, corpus_gen
+from trainer import contract
 from trainer.contract import TEXT_FEATURE
 
 Examples = tfx.types.standard_artifacts.Examples
@@ -58,6 +60,19 @@ def _texts(examples: Artifact) -> list[str]:
           .bytes_list.value[0].decode() for r in records]
 
 
+def _located_texts(examples: Artifact) -> list[tuple[str, int, str]]:
+  """(chunk key, position, text) of each Example, sorted: where each document was."""
+  split_dir = artifact_utils.get_split_uri([examples], CORPUS_SPLIT)
+  records = tf.data.TFRecordDataset(tf.io.gfile.glob(f"{split_dir}/*"), compression_type="GZIP")
+  located = []
+  for record in records:
+    feature = tf.train.Example.FromString(record.numpy()).features.feature
+    located.append((feature[contract.CHUNK_KEY_FEATURE].bytes_list.value[0].decode(),
+                    feature[contract.CHUNK_POSITION_FEATURE].int64_list.value[0],
+                    feature[TEXT_FEATURE].bytes_list.value[0].decode()))
+  return sorted(located)
+
+
 def _examples_artifacts(store) -> list[Artifact]:
   artifact_type = store.get_artifact_type(Examples.TYPE_NAME)
   return sorted(artifact_utils.deserialize_artifacts(
@@ -91,7 +106,15 @@ def test_the_newest_span_is_registered_one_example_per_document(three_runs):
   assert first.get_int_custom_property("span") == 2
   assert artifact_utils.decode_split_names(first.split_names) == [CORPUS_SPLIT]
   assert sorted(_texts(first)) == sorted(DOCUMENTS[2])
+  # Each Example says where its document was: the file (a.txt, then b.txt.gz), the chunk, and
+  # the position, whichever order ExampleGen's writer left them in.
+  assert _located_texts(first) == [("000000-000000", 0, DOCUMENTS[2][0]),
+                                   ("000000-000000", 1, DOCUMENTS[2][1]),
+                                   ("000001-000000", 0, DOCUMENTS[2][2])]
+  assert first.get_int_custom_property(contract.DOCUMENTS_WRITTEN) == len(DOCUMENTS[2])
   assert first.get_string_custom_property("file_format") == "tfrecords_gzip"
+  # The name the console reads the span by is the one TFX's driver sets.
+  assert contract.SPAN == example_gen_utils.SPAN_PROPERTY_NAME
 
 
 def test_an_unchanged_corpus_is_a_cache_hit_and_a_new_span_is_not(three_runs):
@@ -100,6 +123,7 @@ def test_an_unchanged_corpus_is_a_cache_hit_and_a_new_span_is_not(three_runs):
   assert states == [execution.COMPLETE, execution.CACHED, execution.COMPLETE]
   assert [a.get_int_custom_property("span") for a in artifacts] == [2, 3]
   assert sorted(_texts(artifacts[1])) == DOCUMENTS[3]
+  assert artifacts[1].get_int_custom_property(contract.DOCUMENTS_WRITTEN) == len(DOCUMENTS[3])
 
 
 def test_jsonl_with_versions_reads_the_newest_version_of_the_newest_span(tmp_path):

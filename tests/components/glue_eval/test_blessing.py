@@ -7,10 +7,12 @@ import os
 import ml_metadata as mlmd
 import pytest
 from tfx import v1 as tfx
+from tfx.components.evaluator import constants as evaluator_constants
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.glue_eval import blessing
+from trainer import contract
 
 
 def test_blessed_at_or_above_the_threshold_without_a_baseline():
@@ -121,6 +123,24 @@ def test_the_blessing_directory_has_the_marker_and_the_report(tmp_path):
           granted.get_int_custom_property("blessed")) == (0, 1)
   assert refused.get_string_custom_property("current_model") == model.uri
   assert blessing.read_blessing_report(granted)["tasks"] == {"RTE": {"score": 0.3}}
+
+
+def test_the_decision_is_recorded_by_the_names_tfx_and_the_console_read(tmp_path):
+  assert (contract.BLESSED, contract.BLESSING_MESSAGE) == (
+      evaluator_constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+      evaluator_constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY)
+  model = standard_artifacts.Model()
+  model.uri, model.id = str(tmp_path / "model"), 7
+  report = tmp_path / "glue_report.json"
+  report.write_text(json.dumps({"glue_score": 0.3, "tasks": {}}))
+  refused = standard_artifacts.ModelBlessing()
+  refused.uri = str(tmp_path / "refused")
+  decision = blessing.decide(0.3, 0.5)
+  blessing.write_model_blessing(refused, model, decision, str(report))
+  assert refused.get_int_custom_property(contract.BLESSED) == 0
+  assert refused.get_string_custom_property(contract.BLESSING_MESSAGE) == decision.reason == (
+      "GLUE score 0.3000 is below the threshold 0.5000")
+  assert refused.get_float_custom_property(contract.GLUE_SCORE) == 0.3
 
 
 def test_a_baseline_blessing_without_a_report_is_an_error(tmp_path):

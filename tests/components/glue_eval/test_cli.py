@@ -1,4 +1,5 @@
-"""`tokendrop evaluate-glue` end to end on a tiny export, and its one-line errors."""
+"""`tokendrop evaluate-glue` end to end on a tiny export, and the mistakes it names (the
+command line prints each as one line: tests/test_cli_errors.py)."""
 
 import json
 import re
@@ -6,6 +7,7 @@ import re
 import pytest
 
 from components.glue_eval import cli
+from trainer.errors import UserError
 
 TRAINING = ["--learning_rates", "1e-2", "--seeds", "1", "--batch_size", "8", "--max_seq_length",
             "32"]
@@ -65,21 +67,20 @@ def test_evaluates_then_compares_with_the_first_run_as_baseline(tiny_export, sst
     (["--checkpoint", "{export}", "--tasks", "SST-2", "--epochs", "0"],
      "bad fine-tuning config: epochs 0 must be at least 1"),
 ])
-def test_user_mistakes_are_one_line_and_exit_2(tiny_export, sst2_dir, tmp_path, capsys, argv,
-                                               message):
+def test_user_mistakes_are_user_errors_that_name_them(tiny_export, sst2_dir, tmp_path, capsys,
+                                                      argv, message):
   argv = [a.format(tmp=tmp_path, export=tiny_export, glue=sst2_dir) for a in argv]
   # The tiny export has 64 positions; a case's own --max_seq_length comes later and wins.
-  code, out, err = _run(capsys, ["--max_seq_length", "32", *argv, "--output_dir", tmp_path / "out"])
-  assert (code, out) == (2, "")
-  assert err.startswith("tokendrop evaluate-glue: error: ")
-  assert err.count("\n") == 1
-  assert re.search(message, err), err
+  with pytest.raises(UserError) as error:
+    cli.main([str(a) for a in ["--max_seq_length", "32", *argv, "--output_dir", tmp_path / "out"]])
+  assert len(str(error.value).splitlines()) == 1
+  assert re.search(message, str(error.value)), error.value
+  assert capsys.readouterr().out == ""
   assert not (tmp_path / "out").exists()
 
 
-def test_a_malformed_flag_is_a_usage_error(capsys):
-  with pytest.raises(SystemExit) as exit_info:
+def test_a_malformed_flag_is_a_user_error():
+  with pytest.raises(UserError, match="argument --learning_rates: 'fast' is not a "
+                     "comma-separated list of numbers"):
     cli.main(["--checkpoint", "x", "--tasks", "rt_sst2", "--output_dir", "y",
               "--learning_rates", "fast"])
-  assert exit_info.value.code == 2
-  assert "'fast' is not a comma-separated list of numbers" in capsys.readouterr().err

@@ -8,12 +8,16 @@ import pytest
 from official.modeling import hyperparams
 
 from components.publish import publish
-from trainer import configs, contract
+from trainer import configs, contract, data_spec
 from trainer.encoder import TokenDropSchedule
 
-# configs/tiny_token_drop.yaml: 4 layers, 32 of 64 tokens kept, token_drop_layer unset.
+# configs/tiny_token_drop.yaml: 4 layers, 32 tokens kept, token_drop_layer unset; on 64-token
+# data (the data_spec.json the run's config derived from).
 TINY_CONFIG_FILES = ("wiki_books_pretrain_sequence_pack.yaml",
                      "bert_en_uncased_base_token_drop.yaml", "tiny_token_drop.yaml")
+TINY_DATA = data_spec.DataSpec(masking="dynamic", file_type=data_spec.GZIP_FILE_TYPE,
+                               seq_length=64, max_predictions_per_seq=10, mask_rate=0.15,
+                               next_sentence_labels=False, lower_case=True)
 GLUE_REPORT = {
     "glue_score": 0.7791907514450868,
     "tasks": {"rt_sst2": {"display_name": "SST-2 format, Rotten Tomatoes sentences",
@@ -41,7 +45,7 @@ def _export(directory: pathlib.Path, init_checkpoint: str = "",
   params = configs.build_experiment(
       configs.PRETRAINING, TINY_CONFIG_FILES,
       {"trainer": {"train_steps": 300}, "task": {"init_checkpoint": init_checkpoint},
-       **(overrides or {})})
+       **(overrides or {})}, data=TINY_DATA)
   hyperparams.save_params_dict_to_yaml(params, str(export_dir / contract.TRAINING_PARAMS_FILE))
   (export_dir / contract.EVAL_METRICS_FILE).write_text(json.dumps(EVAL_METRICS))
   return export_dir
@@ -159,10 +163,10 @@ def test_a_warm_start_from_an_unpublished_model_keeps_its_path(tmp_path):
                                             "checkpoint": "/elsewhere/bert_model.ckpt"}
 
 
-def test_the_push_record_says_where_or_why_not(tmp_path):
-  publish.write_push_record(str(tmp_path / "a"), "/dest/v1")
-  publish.write_push_record(str(tmp_path / "b"), None, "the model was not blessed")
-  assert json.loads((tmp_path / "a" / publish.PUSH_RECORD_FILE).read_text()) == {
-      "pushed": True, "destination": "/dest/v1"}
-  assert json.loads((tmp_path / "b" / publish.PUSH_RECORD_FILE).read_text()) == {
-      "pushed": False, "reason": "the model was not blessed"}
+def test_published_versions_are_listed_oldest_first_without_staging_directories(tmp_path):
+  assert publish.published_versions(str(tmp_path / "nothing_yet")) == []
+  _publish(tmp_path, "run2", "20261202T000000Z")
+  _publish(tmp_path, "run1", "20261201T000000Z")
+  (tmp_path / "published" / ".staging-20261203T000000Z-0a1b2c3d").mkdir()
+  assert publish.published_versions(str(tmp_path / "published")) == [
+      "20261201T000000Z", "20261202T000000Z"]

@@ -23,7 +23,7 @@ from components.tokenize_pack import component, pipeline
 from components.tokenize_pack.component import PretrainDataStatistics, TokenizePack
 from components.tokenize_pack.config import DataOptions
 from tests.components.tokenize_pack.conftest import VOCAB, imdb_reviews, write_documents
-from trainer import data, vocab
+from trainer import contract, data, data_spec, vocab
 from trainer.errors import UserError
 
 NUM_REVIEWS = 50
@@ -73,7 +73,7 @@ def runs(tmp_path_factory):
 
 
 def test_outputs_are_registered_with_their_types_splits_and_counts(runs):
-  store, _, tokenize_runs = runs
+  store, corpus_runs, tokenize_runs = runs
   outputs = _outputs(store, tokenize_runs[0])
   examples, graph, statistics = (outputs["examples"], outputs["transform_graph"],
                                  outputs["statistics"])
@@ -90,22 +90,32 @@ def test_outputs_are_registered_with_their_types_splits_and_counts(runs):
     stats = json.load(f)
   assert stats["config"]["seq_length"] == 64 and stats["config"]["input_format"] == "tfrecord_text"
   assert stats["documents"]["read"] == stats["documents"]["kept"] == NUM_REVIEWS
-  assert {name: statistics.get_int_custom_property(name)
+  assert {name: statistics.get_custom_property(name)
           for name in component.statistics_properties(stats)} == (
       component.statistics_properties(stats))
-  assert statistics.get_int_custom_property("documents_dropped") == 0
+  assert statistics.get_int_custom_property(contract.DOCUMENTS_DROPPED) == 0
+  assert statistics.get_float_custom_property(contract.PACKING_EFFICIENCY) == (
+      stats["packing"]["efficiency"])
+  # What CorpusGen says it wrote is what TokenizePack read.
+  corpus = _outputs(store, corpus_runs[0])["examples"]
+  assert corpus.get_int_custom_property(contract.DOCUMENTS_WRITTEN) == stats["documents"]["read"]
   assert stats["examples"]["train"] > 0 and stats["examples"]["validation"] > 0
 
+  # What the examples are, beside their splits, where the Trainer finds it.
+  spec = data_spec.DataSpec.read(f"{examples.uri}/{contract.DATA_SPEC_FILE}")
+  assert spec == DataOptions(seq_length=64, vocab_file=VOCAB).to_data_spec(vocab.load_vocab(VOCAB))
+  assert spec.vocab_file == f"{graph.uri}/{contract.VOCAB_FILE}"
 
-def test_split_train_is_read_by_the_trainer_loader(runs):
+
+def test_split_train_is_read_by_the_trainer_loader_as_its_record_says(runs):
   store, _, tokenize_runs = runs
   outputs = _outputs(store, tokenize_runs[0])
   max_predictions = math.ceil(64 * 0.15)
-  params = data.TokenDropPretrainDataConfig(
-      input_path=f"{outputs['examples'].uri}/Split-train/*", seq_length=64,
-      max_predictions_per_seq=max_predictions, use_next_sentence_label=False,
-      use_v2_feature_names=True, file_type="tfrecord_compressed", is_training=False,
-      global_batch_size=16, drop_remainder=False)
+  train = f"{outputs['examples'].uri}/Split-train/*"
+  spec = data_spec.find([train], "Split-train")
+  params = data.TokenDropPretrainDataConfig(input_path=train, is_training=False,
+                                            global_batch_size=16, drop_remainder=False,
+                                            **spec.loader_values())
   batches = list(data.TokenDropPretrainDataLoader(params).load())
   word_ids = np.concatenate([b["input_word_ids"].numpy() for b in batches])
   positions = np.concatenate([b["masked_lm_positions"].numpy() for b in batches])

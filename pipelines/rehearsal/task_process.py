@@ -1,19 +1,20 @@
 """The rehearsal's warm interpreter: it imports the modules the compiled spec's commands name
 once, then runs each task's `python -m MODULE ARGS` in a child forked from itself.
 
-    python -m pipelines.task_process MODULE [MODULE ...]
+    python -m pipelines.rehearsal.task_process MODULE [MODULE ...]
 
-Started by pipelines.rehearsal with MODULE = TFX's Vertex entrypoint and example-gen driver,
-so TensorFlow, TFX, TFMA and Beam are imported once per rehearsal instead of once per task
-(tens of seconds each on 2 cores). One task at a time: the parent writes the task's argv as a
-JSON list on one line of stdin; a forked child runs argv[0] as __main__ with sys.argv = argv
-(runpy, as `python -m` does), its stdin /dev/null and its stdout and stderr this process's
-(which the parent reads); the child exits as that program would, by SystemExit or an
-uncaught exception, atexit handlers included. When it has exited this process prints
+Started by pipelines/rehearsal/launcher.py with MODULE = TFX's Vertex entrypoint and
+example-gen driver, so TensorFlow, TFX, TFMA and Beam are imported once per Rehearsal instead
+of once per task (tens of seconds each on 2 cores). One task at a time: the parent writes the
+task's argv as a JSON list on one line of stdin; a forked child runs argv[0] as __main__ with
+sys.argv = argv (runpy, as `python -m` does), its stdin /dev/null and its stdout and stderr
+this process's (which the parent reads); the child exits as that program would, by SystemExit
+or an uncaught exception, atexit handlers included. When it has exited this process prints
 EXIT_MARKER and its exit status on a line of their own.
 
-This module imports only the standard library, so a task imports every project module
-itself, through its own --executor_class_path, as the container would.
+This module imports only the standard library, and so does the package's __init__ (which
+`python -m` imports first), so a task imports every project module itself, through its own
+--executor_class_path, as the container would.
 
 multiprocessing's forkserver would not do: each of its children first imports the parent's
 __main__ (the tokendrop CLI, or a script with no __main__ guard that then runs again).

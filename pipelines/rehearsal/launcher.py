@@ -1,0 +1,104 @@
+"""Starts each rehearsal task's command and streams its output to the log.
+
+Each container task is a new process started with the command and args of its executor in
+the spec (`python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor
+--executor_class_path ... --json_serialized_invocation_args {{$}} <beam args>`); `python` is
+this interpreter, the project environment, which is built from the same lock as the image.
+
+A `python -m MODULE` command runs in a process forked from the task process
+(pipelines/rehearsal/task_process.py), which imported the modules the spec's commands name
+(TFX's entrypoint and driver, and with them TensorFlow, TFMA and Beam) once, instead of
+importing them again in every task; one task process serves every run of a Rehearsal. The
+task's process is still new, runs the module as __main__ with the spec's arguments, and
+imports every project module itself. Any other command runs as a subprocess, as is.
+"""
+
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from typing import TextIO
+
+from pipelines.rehearsal import task_process
+from trainer.contract import PROGRESS_PREFIX
+from trainer.errors import UserError
+
+
+class Launcher:
+  """Runs task commands one at a time; a context manager that stops its task process."""
+
+  def __init__(self, executors: dict[str, dict]):
+    """executors: the spec's deploymentSpec executors, by label; their `python -m` modules are
+    the ones the task process imports."""
+    commands = []
+    for executor in executors.values():
+      container = executor.get("container", {})
+      hook = container.get("lifecycle", {}).get("preCacheCheck", {})
+      commands += [c["command"] for c in (container, hook) if c.get("command")]
+    self.modules = sorted({c[2] for c in commands if len(c) > 2 and c[:2] == ["python", "-m"]})
+    # It starts importing now, while the first task's inputs are prepared.
+    self._server = subprocess.Popen(
+        [sys.executable, "-m", task_process.__name__, *self.modules], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+
+  def __enter__(self) -> "Launcher":
+    return self
+
+  def __exit__(self, error_type, *_) -> None:
+    self.close(kill=error_type is not None)
+
+  def close(self, kill: bool = False) -> None:
+    """Stops the task process; kill=True when a task may still be running in it."""
+    if kill:
+      self._server.kill()
+    self._server.stdin.close()
+    self._server.stdout.read()
+    self._server.wait()
+
+  def run(self, what: str, command: list[str], log: TextIO,
+          progress: Callable[[str], None] | None = None) -> None:
+    """Runs `command`, its output to `log` and each line's text from PROGRESS_PREFIX on to
+    `progress`; raises UserError, naming `what` and the log, if it exits with a nonzero
+    status."""
+    warm = command[:2] == [sys.executable, "-m"] and command[2] in self.modules
+    log.write(f"=== {what} started: {shlex.join(command)}\n")
+    if warm:
+      log.write(f"=== {what} runs in a process forked from one that imported "
+                f"{', '.join(self.modules)}\n")
+    log.flush()
+    status = (self._fork(command[2:], log, progress) if warm else
+              self._exec(command, log, progress))
+    log.flush()
+    if status != 0:
+      raise UserError(f"rehearsal task {what} exited with status {status}; its output is in "
+                      f"{log.name}")
+
+  def _fork(self, argv: list[str], log: TextIO, progress) -> int:
+    self._server.stdin.write(json.dumps(argv) + "\n")
+    self._server.stdin.flush()
+    for line in self._server.stdout:
+      marker = line.find(task_process.EXIT_MARKER)
+      if marker < 0:
+        _stream([line], log, progress)
+        continue
+      if marker:  # The task's last line had no newline.
+        _stream([line[:marker] + "\n"], log, progress)
+      return int(line[marker + len(task_process.EXIT_MARKER):])
+    raise UserError(f"the rehearsal's task process ({task_process.__name__}) exited while "
+                    f"running {argv[0]}; its output is in {log.name}")
+
+  @staticmethod
+  def _exec(command: list[str], log: TextIO, progress) -> int:
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, errors="replace") as task:
+      _stream(task.stdout, log, progress)
+    return task.returncode
+
+
+def _stream(lines: Iterable[str], log: TextIO, progress: Callable[[str], None] | None) -> None:
+  for line in lines:
+    log.write(line)
+    marker = line.find(PROGRESS_PREFIX)
+    if progress and marker >= 0:
+      progress(line[marker:].rstrip("\n"))
