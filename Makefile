@@ -3,9 +3,10 @@
 IN_ENV := scripts/in-env
 PYTEST_ARGS ?=
 # pytest-xdist workers (one per core by default). Whole files go to one worker (loadfile), so
-# a module's expensive fixture (a pipeline run, a rehearsal) is made once.
+# a module's expensive fixture (a pipeline run, a rehearsal) is made once, in the order
+# tests/conftest.py gives (files with end-to-end runs first).
 PYTEST_WORKERS ?= $(shell nproc)
-PYTEST := $(IN_ENV) python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST := $(IN_ENV) python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: test test-fast demo lint env
 

@@ -168,3 +168,5 @@ def test_a_new_process_prints_only_the_mistake(tmp_path, argv, message):
   # Everything else went to the log file, in out/logs under the working directory.
   [log] = (tmp_path / "out" / "logs").glob(f"tokendrop-{argv[0]}-*.log")
   assert log.read_text().endswith(f"UserError: {result.stderr.split(': ', 1)[1]}")
+  # TF's C++ start-up lines (fd 2, at import) are in the log, not on the terminal.
+  assert "cudart_stub.cc" in log.read_text()
