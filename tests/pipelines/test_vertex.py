@@ -148,6 +148,7 @@ def test_vertex_needs_a_gs_root(tmp_path):
     vertex.compile_pipeline(config, str(tmp_path / "p.json"))
 
 
+@pytest.mark.e2e
 def test_tfx_cli_compiles_the_vertex_runner(tmp_path):
   output = tmp_path / "pipeline.json"
   result = subprocess.run(

@@ -204,6 +204,7 @@ ANNEAL_OVERRIDES = ("task.model.encoder.any.token_keep_schedule=anneal",
                     "task.model.encoder.any.token_keep_anneal_stages=2")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("overrides", [(), ANNEAL_OVERRIDES], ids=["constant", "anneal"])
 def test_mirrored_on_two_cpu_devices_trains(tmp_path, packed_data, overrides):
   model_dir = tmp_path / "model"
@@ -249,6 +250,7 @@ print("REPLICAS", len(replicas), int(np.sum(replicas[0] != 10.0)),
 """
 
 
+@pytest.mark.e2e
 def test_mirrored_replicas_hold_identical_importance_tables(packed_data):
   command = _command("unused", packed_data)
   config_files = ",".join(f.split("=", 1)[1] for f in command if f.startswith("--config_file"))
