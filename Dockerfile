@@ -16,17 +16,19 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends g++ \
     && rm -rf /var/lib/apt/lists/*
 
+# Installed compiled to bytecode: every worker and task container starts cold,
+# and without .pyc files each one compiles TF and TFX again (about 20 s).
 # uv (the version requirements/lock-test.txt pins) lives outside the venv,
 # because `uv pip sync` removes whatever the runtime lock does not list.
 COPY requirements/lock.txt /tmp/lock.txt
 RUN pip install --no-cache-dir "uv==0.13.8" \
     && python -m venv /opt/venv \
-    && uv pip sync --python /opt/venv/bin/python --no-cache --require-hashes /tmp/lock.txt \
+    && uv pip sync --python /opt/venv/bin/python --no-cache --compile-bytecode --require-hashes /tmp/lock.txt \
     && rm /tmp/lock.txt
 ENV VIRTUAL_ENV=/opt/venv PATH=/opt/venv/bin:$PATH
 
 WORKDIR /app
 COPY . /app
-RUN uv pip install --python /opt/venv/bin/python --no-cache --no-deps /app
+RUN uv pip install --python /opt/venv/bin/python --no-cache --no-deps --compile-bytecode /app
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -180,11 +180,12 @@ def test_kill_9_then_same_command_resumes_from_latest_checkpoint(tmp_path, packe
   assert untouched.sum() > 0.9 * len(before)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, packed_data):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(trained_run, tmp_path,
+                                                                  packed_data):
+  # A copy of the seed run (checkpoints at steps 10 and 20) resumes and diverges.
   model_dir = tmp_path / "model"
-  good = _run(_command(model_dir, packed_data, "trainer.train_steps=10", mode="train"))
-  assert good.returncode == 0, good.stderr[-3000:]
-  good_table = _importance_table(model_dir / "ckpt-10")
+  shutil.copytree(trained_run[0], model_dir)
+  good_table = _importance_table(model_dir / "ckpt-20")
 
   diverging = _run(_command(
       model_dir, packed_data, "trainer.train_steps=60", "trainer.checkpoint_interval=10",
@@ -195,8 +196,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, pack
   assert "tokendrop train: The loss value is" in diverging.stderr
   assert f"The last good checkpoint in {model_dir} is kept" in diverging.stderr
   assert "Traceback" not in diverging.stderr
-  assert _checkpoint_steps(model_dir) == [10]
-  np.testing.assert_array_equal(_importance_table(model_dir / "ckpt-10"), good_table)
+  assert _checkpoint_steps(model_dir) == [10, 20]
+  np.testing.assert_array_equal(_importance_table(model_dir / "ckpt-20"), good_table)
 
 
 ANNEAL_OVERRIDES = ("task.model.encoder.any.token_keep_schedule=anneal",

@@ -65,6 +65,9 @@ def _one_step(task, params, model, batch, jit_compile):
   optimizer received}, {metric: result}) of one train step of `model`, compiled with XLA or
   not."""
   optimizer = task.create_optimizer(params.trainer.optimizer_config, params.runtime)
+  # The slots exist before the step, as they do after a trainer's first step, so the step is
+  # traced (and compiled) once instead of once more to create them.
+  optimizer._create_all_weights(model.trainable_variables)
   metrics = task.build_metrics(training=True)
   received = []
   apply_gradients = optimizer.apply_gradients

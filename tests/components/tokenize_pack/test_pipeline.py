@@ -181,20 +181,34 @@ def test_sentence_pairs_carry_next_sentence_labels(tmp_path):
   assert (type_ids.max(axis=1) == 1).all()
 
 
-def test_output_bytes_do_not_depend_on_runner_mode_or_workers(tmp_path, imdb_files):
-  options = dict(chunk_chars=30_000, dupe_factor=2, whole_word_masking=True,
-                 validation_fraction=0.2, num_shards=3)
-  prepare(tmp_path / "in_memory", imdb_files, **options)
-  prepare(tmp_path / "two_workers", imdb_files, pipeline_args=[
-      "--runner=DirectRunner", "--direct_running_mode=multi_processing",
-      "--direct_num_workers=2"], **options)
-  first, second = tmp_path / "in_memory" / "out", tmp_path / "two_workers" / "out"
-  names = ["stats.json", "vocab.txt"] + [f"{split}/examples-0000{i}-of-00003.tfrecord.gz"
-                                         for split in ("train", "validation") for i in range(3)]
+# The options of the byte-identity runs below: 300 chunks, two duplicates each, whole words.
+IDENTITY_OPTIONS = dict(chunk_chars=30_000, dupe_factor=2, whole_word_masking=True,
+                        validation_fraction=0.2, num_shards=3)
+EXAMPLE_FILES = [f"{split}/examples-0000{i}-of-00003.tfrecord.gz"
+                 for split in ("train", "validation") for i in range(3)]
+TWO_WORKERS = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+               "--direct_num_workers=2"]
+
+
+@pytest.fixture(scope="module")
+def in_memory_run(tmp_path_factory, imdb_files):
+  """(result, output dir) of IDENTITY_OPTIONS over the text files, DirectRunner in memory: the
+  bytes every other way of running must reproduce."""
+  root = tmp_path_factory.mktemp("in_memory")
+  return prepare(root, imdb_files, **IDENTITY_OPTIONS), root / "out"
+
+
+def _assert_same_files(first, second, names):
   assert all((first / name).stat().st_size > 0 for name in names)
   match, mismatch, errors = filecmp.cmpfiles(first, second, names, shallow=False)
-  assert (mismatch, errors) == ([], [])
-  assert len(match) == len(names)
+  assert (mismatch, errors) == ([], []) and len(match) == len(names)
+
+
+def test_output_bytes_do_not_depend_on_runner_mode_or_workers(tmp_path, imdb_files,
+                                                              in_memory_run):
+  prepare(tmp_path / "two_workers", imdb_files, pipeline_args=TWO_WORKERS, **IDENTITY_OPTIONS)
+  _assert_same_files(in_memory_run[1], tmp_path / "two_workers" / "out",
+                     ["stats.json", "vocab.txt", *EXAMPLE_FILES])
 
 
 def _corpus_gen_records(tmp_path, files, chunk_chars: int) -> list[bytes]:
@@ -214,32 +228,21 @@ def _write_gzip_records(directory, parts: list[list[bytes]]) -> None:
     write.write_tfrecord_gzip(str(directory / f"data_tfrecord-{index:05d}.gz"), records)
 
 
-def test_corpus_gen_records_in_any_order_give_prepare_datas_bytes(tmp_path, imdb_files):
+def test_corpus_gen_records_in_any_order_give_prepare_datas_bytes(tmp_path, imdb_files,
+                                                                  in_memory_run):
   # CorpusGen's writer deals the records to files of its choosing in an order of its own; the
-  # examples must not change with that, nor with the runner, and must be prepare-data's.
-  options = dict(chunk_chars=30_000, validation_fraction=0.2, num_shards=3)
-  records = _corpus_gen_records(tmp_path, imdb_files, options["chunk_chars"])
+  # examples must not change with that, nor with the runner (two worker processes here, which
+  # read the files side by side), and must be prepare-data's from the text.
+  records = _corpus_gen_records(tmp_path, imdb_files, IDENTITY_OPTIONS["chunk_chars"])
   assert len(records) == 300
-  _write_gzip_records(tmp_path / "in_order", [records])
   shuffled = [records[i] for i in np.random.default_rng(0).permutation(len(records))]
   _write_gzip_records(tmp_path / "shuffled", [shuffled[:10], shuffled[10:150], [],
                                               shuffled[150:]])
-  runs = {
-      "text": prepare(tmp_path / "text", imdb_files, **options),
-      "in_order": prepare(tmp_path / "in_order", [tmp_path / "in_order" / "*"],
-                          input_format="tfrecord_text", **options),
-      "shuffled": prepare(tmp_path / "shuffled", [tmp_path / "shuffled" / "*"], pipeline_args=[
-          "--runner=DirectRunner", "--direct_running_mode=multi_processing",
-          "--direct_num_workers=2"], input_format="tfrecord_text", **options),
-  }
-  assert {name: run.stats["documents"]["read"] for name, run in runs.items()} == dict.fromkeys(
-      runs, 300)
-  names = [f"{split}/examples-0000{i}-of-00003.tfrecord.gz"
-           for split in ("train", "validation") for i in range(3)]
-  for name in ("in_order", "shuffled"):
-    match, mismatch, errors = filecmp.cmpfiles(tmp_path / "text" / "out",
-                                               tmp_path / name / "out", names, shallow=False)
-    assert (mismatch, errors) == ([], []) and len(match) == len(names), name
+  run = prepare(tmp_path / "shuffled", [tmp_path / "shuffled" / "*"], pipeline_args=TWO_WORKERS,
+                input_format="tfrecord_text", **IDENTITY_OPTIONS)
+  assert run.stats["documents"]["read"] == in_memory_run[0].stats["documents"]["read"] == 300
+  assert run.stats["files"] == {"read": 4, "skipped_binary": 0, "empty": 1}
+  _assert_same_files(in_memory_run[1], tmp_path / "shuffled" / "out", EXAMPLE_FILES)
 
 
 def test_learned_vocab_puts_special_tokens_first_and_covers_the_corpus(tmp_path, imdb_files):
