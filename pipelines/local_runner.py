@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from tfx import v1 as tfx
 
 from components.corpus_gen.packaged import prepare_packaged_corpus
+from components.glue_eval.miniature import prepare_packaged_glue
 from pipelines import config as config_lib
 from pipelines import metadata, pipeline
 from pipelines.config import PipelineConfig
@@ -88,7 +89,8 @@ def run(config: PipelineConfig, observer: StageObserver | None = None) -> None:
                     "(tokendrop pipeline compile/submit), or use a local config")
   check_direct_runner(config)
   prepare_packaged_corpus(config.corpus.packaged, config.corpus.input_base,
-                          config.corpus.file_pattern)
+                          config.corpus.file_pattern, config.corpus.packaged_documents)
+  prepare_packaged_glue(config.glue.packaged, config.glue.tasks, config.glue.glue_dir)
   os.makedirs(os.path.dirname(config.metadata_path), exist_ok=True)
   with (StageReporter(config, observer).attached() if observer is not None
         else contextlib.nullcontext()):

@@ -12,7 +12,9 @@ TOKENDROP_PIPELINE_CONFIG picks the config (default configs/pipeline_vertex_base
 TOKENDROP_PIPELINE_JSON the output file (default <pipeline name>_pipeline.json).
 """
 
+import json
 import os
+import re
 
 from google.cloud import aiplatform
 from tfx import v1 as tfx
@@ -20,14 +22,30 @@ from tfx import v1 as tfx
 from pipelines import config as config_lib
 from pipelines import pipeline
 from pipelines.config import PipelineConfig
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 
 # A rehearsal never pulls an image: it runs each task's command in the project's environment,
 # which is built from the same lock as the image. The name only fills the spec's image field.
 REHEARSAL_IMAGE = "tokendrop-rehearsal:local"
 
 
-def _check(config: PipelineConfig) -> None:
+# A container image reference as Docker and Vertex read it: a registry host (with a dot or a
+# port, or localhost), a lowercase path, and a tag or a digest.
+_IMAGE = re.compile(
+    r"^(?P<registry>(?:[a-zA-Z0-9-]+\.)+[a-zA-Z0-9-]+(?::[0-9]+)?|localhost(?::[0-9]+)?)"
+    r"/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
+# A cron field: *, a number, a range, a list, each with an optional /step.
+_CRON_RANGES = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+                ("day of week", 0, 7))
+_CRON_NUMBERS = {**{m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL",
+                                                 "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)},
+                 **{d: i for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))}}
+_CRON_NAMES = re.compile(r"\b[a-zA-Z]{3}\b")
+_CRON_PART = re.compile(r"^(\*|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
+
+
+def check_config(config: PipelineConfig) -> None:
   if config.vertex is None:
     raise UserError(f"{config.name} has no vertex: section; Vertex needs project, "
                               "region and image")
@@ -36,11 +54,78 @@ def _check(config: PipelineConfig) -> None:
     raise UserError(f"vertex.{', vertex.'.join(missing)} must be set")
   if not config.is_cloud:
     raise UserError(f"root {config.root!r} must be a gs:// path for Vertex")
+  check_image(config.vertex.image, "vertex.image")
+
+
+def check_image(image: str, key: str) -> None:
+  """Refuses an image reference that no registry could serve."""
+  if not _IMAGE.match(image):
+    raise UserError(f"{key} {image!r} is not a container image in a registry; give "
+                    "REGION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE:TAG (Artifact Registry), as "
+                    "pushed by the README's build step")
+
+
+def check_cron(cron: str) -> None:
+  """Refuses what Vertex's scheduler would: a cron expression other than five fields of
+  minute, hour, day of month, month and day of week (numbers, *, ranges, lists, /steps),
+  optionally after TZ=ZONE or CRON_TZ=ZONE."""
+  fields = cron.split()
+  if fields and fields[0].startswith(("TZ=", "CRON_TZ=")):
+    fields = fields[1:]
+  example = 'e.g. "0 3 * * 0" (Sundays 03:00 UTC)'
+  if len(fields) != 5:
+    raise UserError(f"--cron {cron!r} must have 5 fields (minute hour day-of-month month "
+                    f"day-of-week), {example}")
+  for index, (field, (name, low, high)) in enumerate(zip(fields, _CRON_RANGES, strict=True)):
+    numbered = field if index < 3 else _CRON_NAMES.sub(
+        lambda m: str(_CRON_NUMBERS.get(m.group(0).upper(), m.group(0))), field)
+    for part in numbered.split(","):
+      match = _CRON_PART.match(part)
+      valid = False
+      if match:
+        start, end, step = (None if n is None else int(n) for n in match.groups()[1:])
+        valid = (all(low <= n <= high for n in (start, end) if n is not None)
+                 and (end is None or start <= end) and step != 0)
+      if not valid:
+        raise UserError(f"--cron {cron!r}: the {name} field {field!r} is not a number in "
+                        f"{low}-{high}, *, a range, a list or a /step; {example}")
+
+
+def check_template(template: str) -> None:
+  """Refuses a --template that is not a readable compiled pipeline JSON."""
+  try:
+    with open(template, encoding="utf-8") as f:
+      job = json.load(f)
+  except FileNotFoundError:
+    raise UserError(f"--template {template} does not exist; compile one with `tokendrop "
+                    "pipeline compile --config ... --output FILE.json`, or leave --template out "
+                    "to compile the config first") from None
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    raise UserError(f"--template {template} is not a readable pipeline JSON ({first_line(e)}); "
+                    "pass the file `tokendrop pipeline compile` wrote") from None
+  if not isinstance(job, dict) or "pipelineSpec" not in job:
+    raise UserError(f"--template {template} has no pipelineSpec: it is not a compiled pipeline; "
+                    "pass the file `tokendrop pipeline compile` wrote")
+
+
+def check_credentials() -> None:
+  """Refuses to start without Application Default Credentials, before anything is compiled."""
+  import google.auth
+  from google.auth import exceptions
+
+  try:
+    google.auth.default()
+  except exceptions.DefaultCredentialsError:
+    raise UserError(
+        "no Google Cloud credentials: submitting and scheduling use Application Default "
+        "Credentials (ADC), the account Google's client libraries find by themselves; set "
+        "them up with `gcloud auth application-default login`, or point "
+        "GOOGLE_APPLICATION_CREDENTIALS at a service account's key file") from None
 
 
 def compile_pipeline(config: PipelineConfig, output: str) -> str:
   """Writes the Vertex pipeline JSON; returns its path."""
-  _check(config)
+  check_config(config)
   return _compile(config, output, config.vertex.image)
 
 
@@ -64,7 +149,7 @@ def _compile(config: PipelineConfig, output: str, image: str) -> str:
 
 
 def pipeline_job(config: PipelineConfig, template: str, credentials=None) -> aiplatform.PipelineJob:
-  _check(config)
+  check_config(config)
   aiplatform.init(project=config.vertex.project, location=config.vertex.region,
                   credentials=credentials)
   return aiplatform.PipelineJob(

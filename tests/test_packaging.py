@@ -1,6 +1,8 @@
 """The distribution: setup.py builds a wheel with the console script, and the
 Dockerfile installs the same pins as the lock."""
 
+import ast
+import importlib.metadata
 import pathlib
 import re
 import subprocess
@@ -48,3 +50,41 @@ def test_locks_agree_on_every_runtime_pin():
                         ("tensorflow-transform", "1.21.0"), ("apache-beam", "2.77.0"),
                         ("tf-models-official", "2.20.0")]:
     assert runtime[name] == version
+
+
+def _unconditional_pins(lock: str) -> set[str]:
+  """Distributions the lock installs on every platform (not those marked sys_platform ==
+  'never', which uv writes for what only an overridden-away requirement would pull)."""
+  names = set()
+  for name, marker in re.findall(r"^([A-Za-z0-9_.\-]+)==[^ ;\\]+( ; [^\\\n]*)?", (
+      REPO / "requirements" / lock).read_text(), re.M):
+    if "sys_platform == 'never'" not in marker:
+      names.add(re.sub(r"[-_.]+", "-", name).lower())
+  return names
+
+
+def _imported_modules(package_dir: pathlib.Path) -> set[str]:
+  """Top-level names of every module imported anywhere in a package, functions included."""
+  modules = set()
+  for path in package_dir.rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+      if isinstance(node, ast.Import):
+        modules.update(alias.name.split(".")[0] for alias in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        modules.add(node.module.split(".")[0])
+  return modules
+
+
+def test_the_image_lock_installs_everything_the_runtime_code_imports():
+  # The image installs requirements/lock.txt alone; the tests run on lock-test.txt, which
+  # would hide a runtime import that only the test extra installs.
+  installed = _unconditional_pins("lock.txt")
+  distributions = importlib.metadata.packages_distributions()
+  own = {"trainer", "components", "pipelines"}
+  missing = {}
+  for package in sorted(own):
+    for module in _imported_modules(REPO / package) - own - set(sys.stdlib_module_names):
+      names = {re.sub(r"[-_.]+", "-", d).lower() for d in distributions.get(module, [module])}
+      if not names & installed:
+        missing[module] = sorted(names)
+  assert missing == {}, f"imported by runtime code but not installed by lock.txt: {missing}"

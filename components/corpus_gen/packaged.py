@@ -7,9 +7,11 @@ import os
 from components.common import corpus
 
 
-def prepare_packaged_corpus(packaged: str, input_base: str, file_pattern: str) -> None:
-  """Writes the packaged corpus `packaged` (e.g. "imdb") under input_base/span-1/, unless
-  `file_pattern` already matches a span there; nothing when `packaged` is empty."""
+def prepare_packaged_corpus(packaged: str, input_base: str, file_pattern: str,
+                            documents: int = 0) -> None:
+  """Writes the packaged corpus `packaged` (e.g. "imdb"), or its first `documents` documents,
+  under input_base/span-1/, unless `file_pattern` already matches a span there; nothing when
+  `packaged` is empty."""
   if not packaged:
     return
   any_span = file_pattern.replace("{SPAN}", "*").replace("{VERSION}", "*")
@@ -17,4 +19,4 @@ def prepare_packaged_corpus(packaged: str, input_base: str, file_pattern: str) -
     return
   span_dir = os.path.join(input_base, "span-1")
   os.makedirs(span_dir, exist_ok=True)
-  corpus.export_packaged_corpus(packaged, span_dir)
+  corpus.export_packaged_corpus(packaged, span_dir, documents)

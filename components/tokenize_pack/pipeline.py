@@ -72,13 +72,33 @@ def stats_path(config: PrepareDataConfig) -> str:
   return join(config.output_dir, contract.DATA_STATS_FILE)
 
 
+def _is_directory(path: str) -> bool:
+  """Whether anything is under `path` as a directory. On GCS a directory is only a prefix:
+  exists() looks for one object of that exact name, and finds none."""
+  return bool(FileSystems.match([path.rstrip("/") + "/*"])[0].metadata_list)
+
+
+def _present(path: str) -> bool:
+  return _is_directory(path) or FileSystems.exists(path)
+
+
+def delete_tree(path: str) -> None:
+  """Deletes the file, or the directory and everything under it, at `path` on any Beam
+  filesystem; nothing if it is absent. A directory is deleted by its name with a trailing "/",
+  the only form in which Beam's GCS filesystem deletes what is under a prefix."""
+  if _is_directory(path):
+    FileSystems.delete([path.rstrip("/") + "/"])
+  elif FileSystems.exists(path):
+    FileSystems.delete([path])
+
+
 def _clear_outputs(config: PrepareDataConfig, overwrite: bool) -> None:
-  present = [path for path in outputs(config) if FileSystems.exists(path)]
+  present = [path for path in outputs(config) if _present(path)]
   if present and not overwrite:
     raise FileExistsError(f"--output_dir {config.output_dir}: {present} already exist; pass "
                           "--overwrite to replace them, or choose another directory")
-  if present:
-    FileSystems.delete(present)
+  for path in present:
+    delete_tree(path)
 
 
 def resolve_input_files(config: PrepareDataConfig) -> list[str]:
@@ -208,8 +228,7 @@ def run(config: PrepareDataConfig, pipeline_args: list[str],
   with tft_beam.Context(temp_dir=join(config.staging_dir, "tft")):
     build_pipeline(pipeline, config, files)
     result = _run(pipeline)
-  if FileSystems.exists(config.staging_dir):
-    FileSystems.delete([config.staging_dir])
+  delete_tree(config.staging_dir)
 
   with FileSystems.open(stats_path(config),
                         compression_type=CompressionTypes.UNCOMPRESSED) as f:

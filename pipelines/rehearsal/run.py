@@ -51,6 +51,7 @@ from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from components.corpus_gen.packaged import prepare_packaged_corpus
+from components.glue_eval.miniature import prepare_packaged_glue
 from pipelines.config import PipelineConfig
 from pipelines.observer import StageObserver
 from pipelines.rehearsal import artifacts, spec
@@ -131,7 +132,10 @@ class Rehearsal:
     if self._launcher is None:
       raise RuntimeError("this Rehearsal is closed (after a failed run, or by close())")
     corpus = self.config.corpus
-    prepare_packaged_corpus(corpus.packaged, corpus.input_base, corpus.file_pattern)
+    prepare_packaged_corpus(corpus.packaged, corpus.input_base, corpus.file_pattern,
+                            corpus.packaged_documents)
+    glue = self.config.glue
+    prepare_packaged_glue(glue.packaged, glue.tasks, glue.glue_dir)
     run_name = executor_input_utils.get_local_pipeline_resource_name(
         self.job.spec.pipeline_info.name)
     log_path = os.path.abspath(log_path or os.path.join(self.work_dir, "logs",

@@ -88,3 +88,47 @@ def test_cli_reports_config_errors_in_one_line(capsys):
   assert cli.main(["demo", "--config", "configs/nope.yaml"]) == 2
   assert capsys.readouterr().err == ("tokendrop demo: pipeline config configs/nope.yaml "
                                      "does not exist\n")
+
+
+@pytest.mark.parametrize("overrides,key", [
+    ({"corpus": {"input_base": "out/corpus"}}, "corpus.input_base"),
+    ({"push": {"destination": "/srv/published"}}, "push.destination"),
+    ({"glue": {"glue_dir": "glue_data"}}, "glue.glue_dir"),
+    ({"data": {"vocab_file": "vocab.txt"}}, "data.vocab_file"),
+    ({"training": {"config_files": ["wiki_books_pretrain_sequence_pack.yaml",
+                                    "/home/me/model.yaml"]}}, "training.config_files[1]"),
+])
+def test_a_cloud_config_refuses_a_local_path_naming_its_key(overrides, key):
+  with pytest.raises(UserError) as error:
+    config_lib.load(VERTEX, overrides)
+  assert f"{key} '" in str(error.value)
+  assert "is a local path, which Vertex and Dataflow workers cannot read; use a gs:// path" in (
+      str(error.value))
+
+
+def test_the_miniature_overlay_makes_the_production_config_local_and_changes_only_its_keys():
+  production = config_lib.load(VERTEX)
+  miniature, overlay = config_lib.load_miniature(VERTEX)
+  assert not miniature.is_cloud and miniature.root.endswith("/out/miniature/root")
+  assert miniature.glue.glue_dir.startswith("/") and miniature.glue.packaged == "miniature"
+  # What the overlay does not name is the production config's.
+  assert (miniature.data, miniature.glue.tasks, miniature.training.config_files,
+          miniature.training.vertex, miniature.vertex) == (
+      production.data, production.glue.tasks, production.training.config_files,
+      production.training.vertex, production.vertex)
+  assert miniature.training.params_override["runtime"]["enable_xla"] is True
+  lines = config_lib.overlay_lines(overlay)
+  assert 'training.params_override.runtime.distribution_strategy: "one_device"' in lines
+  assert 'beam_pipeline_args: ["--runner=DirectRunner"]' in lines
+  assert len(lines) == len(set(lines)) > 20
+  # --set still wins over the overlay.
+  assert config_lib.load_miniature(VERTEX, {"training": {"train_steps": 5}})[
+      0].training.train_steps == 5
+
+
+def test_glue_packaged_names_a_known_dataset_and_needs_a_directory():
+  with pytest.raises(UserError, match="glue.packaged 'full' is unknown; the one available is "
+                                      "'miniature'"):
+    config_lib.load(LOCAL, {"glue": {"packaged": "full"}})
+  with pytest.raises(UserError, match="glue.packaged needs glue.glue_dir"):
+    config_lib.load(LOCAL, {"glue": {"packaged": "miniature"}})

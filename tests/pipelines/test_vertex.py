@@ -161,3 +161,40 @@ def test_tfx_cli_compiles_the_vertex_runner(tmp_path):
   assert "Pipeline tokendrop-bert-base compiled successfully." in result.stdout
   spec = json.loads(output.read_text())["pipelineSpec"]
   assert COMPONENTS <= set(spec["root"]["dag"]["tasks"])
+
+
+@pytest.fixture
+def no_credentials(monkeypatch, tmp_path):
+  """No Application Default Credentials: no key file, an empty gcloud config, not on GCE."""
+  monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+  monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+  monkeypatch.setenv("NO_GCE_CHECK", "True")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["submit"], "no Google Cloud credentials: submitting and scheduling use Application Default "
+     "Credentials (ADC)"),
+    (["schedule", "--cron", "0 3 * * 0"], "`gcloud auth application-default login`"),
+    (["submit", "--template", "missing.json"], "--template missing.json does not exist; "
+     "compile one with `tokendrop pipeline compile"),
+    (["submit", "--template", "configs/miniature.yaml"], "--template configs/miniature.yaml is "
+     "not a readable pipeline JSON"),
+    (["schedule", "--cron", "0 3 * *"], "--cron '0 3 * *' must have 5 fields"),
+    (["schedule", "--cron", "0 25 * * 0"], "the hour field '25' is not a number in 0-23"),
+    (["schedule", "--cron", "*/0 3 * * MON"], "the minute field '*/0' is not a number"),
+    (["submit", "--set", "vertex.image=tokendrop:latest"], "vertex.image 'tokendrop:latest' is "
+     "not a container image in a registry"),
+])
+def test_cloud_command_mistakes_are_one_line_before_anything_is_sent(
+    no_credentials, capfd, argv, message):
+  action, *flags = argv
+  assert cli.main(["pipeline", action, "--config", CONFIG, *flags]) == 2
+  lines = capfd.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("tokendrop pipeline: "), lines
+  assert message in lines[0]
+
+
+def test_cron_expressions_vertex_takes_pass():
+  for cron in ("0 3 * * 0", "*/15 0-6 1,15 * 1-5", "TZ=America/New_York 30 2 * 1-12/2 7",
+               "0 4 * JAN-MAR mon-fri"):
+    vertex.check_cron(cron)
