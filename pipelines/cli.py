@@ -143,6 +143,12 @@ def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out
            "started through kubeflow_v2_run_executor")
   out.line(f"Full log: {log_path}")
   result = rehearsal.rehearse(config, work_dir, out, log_path)
+  if result.task_python == sys.executable:
+    out.line(f"Tasks ran on this environment ({sys.executable}), not on the image's pins: "
+             f"run through scripts/in-env, which builds requirements/lock.txt alone")
+  else:
+    out.line(f"Tasks ran on the image's pins, requirements/lock.txt alone "
+             f"({result.task_python})")
   if result.trainer_swapped:
     out.line(f"Trainer ran as {rehearsal.LOCAL_TRAINER_EXECUTOR} in place of the Vertex "
              "CustomJob")

@@ -55,6 +55,10 @@ def check_config(config: PipelineConfig) -> None:
   if not config.is_cloud:
     raise UserError(f"root {config.root!r} must be a gs:// path for Vertex")
   check_image(config.vertex.image, "vertex.image")
+  flag = "--sdk_container_image="
+  for argument in config.beam_pipeline_args:
+    if argument.startswith(flag):
+      check_image(argument.removeprefix(flag), f"beam_pipeline_args {flag}")
 
 
 def check_image(image: str, key: str) -> None:

@@ -5,8 +5,10 @@ import ast
 import importlib.metadata
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -88,3 +90,35 @@ def test_the_image_lock_installs_everything_the_runtime_code_imports():
       if not names & installed:
         missing[module] = sorted(names)
   assert missing == {}, f"imported by runtime code but not installed by lock.txt: {missing}"
+
+
+def test_the_sdist_dataflow_stages_builds_on_its_own(tmp_path):
+  # `--setup_file=./setup.py` makes Beam run `setup.py sdist` and the workers install that
+  # sdist; setup.py reads requirements/*.in, so the sdist must carry them. Built from a clean
+  # copy of the sources, as in a fresh clone: a checkout's *.egg-info/SOURCES.txt would add
+  # files the sdist's own rules leave out.
+  clean = tmp_path / "clean"
+  for name in ("setup.py", "pyproject.toml", "MANIFEST.in"):
+    if (REPO / name).exists():
+      clean.mkdir(exist_ok=True)
+      shutil.copy(REPO / name, clean / name)
+  for name in ("requirements", "configs", "pipelines", "components", "trainer"):
+    shutil.copytree(REPO / name, clean / name,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+  build = subprocess.run(
+      [sys.executable, "-c", "import sys; from setuptools import build_meta; "
+       "print(build_meta.build_sdist(sys.argv[1]))", str(tmp_path / "dist")],
+      cwd=clean, capture_output=True, text=True, timeout=300)
+  assert build.returncode == 0, build.stderr
+  sdist = tmp_path / "dist" / build.stdout.strip().splitlines()[-1]
+  with tarfile.open(sdist) as archive:
+    archive.extractall(tmp_path / "unpacked", filter="data")
+  (source,) = (tmp_path / "unpacked").iterdir()
+  assert (source / "requirements" / "base.in").is_file()
+  wheel = subprocess.run(
+      [sys.executable, "-c", "import sys; from setuptools import build_meta; "
+       "print(build_meta.build_wheel(sys.argv[1]))", str(tmp_path / "wheel")],
+      cwd=source, capture_output=True, text=True, timeout=300)
+  assert wheel.returncode == 0, wheel.stderr
+  names = zipfile.ZipFile(tmp_path / "wheel" / wheel.stdout.strip().splitlines()[-1]).namelist()
+  assert "pipelines/cli.py" in names and "configs/miniature.yaml" in names

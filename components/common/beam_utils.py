@@ -23,3 +23,19 @@ def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
 def join(directory: str, *names: str) -> str:
   """Joins with '/', which every Beam filesystem (local, gs://) accepts."""
   return "/".join([directory.rstrip("/"), *names])
+
+
+def check_remote_paths(options: PipelineOptions, paths: list[tuple[str, str]]) -> None:
+  """A runner on other machines (anything but DirectRunner) cannot read or write this one's
+  disk: refuses each local path in `paths` ((flag, value) pairs), naming the flag."""
+  from apache_beam.options.pipeline_options import StandardOptions
+
+  from trainer.errors import UserError
+
+  runner = options.view_as(StandardOptions).runner or "DirectRunner"
+  if runner in ("DirectRunner", "direct", "PrismRunner", "prism"):
+    return
+  local = [f"{flag} {value}" for flag, value in paths if value and "://" not in value]
+  if local:
+    raise UserError(f"{', '.join(local)}: a local path, which {runner}'s workers cannot reach; "
+                    "give gs:// paths")

@@ -2,9 +2,13 @@
 
     tokendrop prepare-data --input 'corpus/*.txt.gz' --output_dir out/data \\
         --vocab vocab.txt --seq_length 512 --masking dynamic
-    tokendrop prepare-data --input packaged:imdb --output_dir out/imdb --learn_vocab_size 8000 \\
-        --masking static --dupe_factor 2 --whole_word_masking \\
-        --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp
+    tokendrop prepare-data --input packaged:imdb --output_dir gs://B/imdb \\
+        --learn_vocab_size 8000 --masking static --dupe_factor 2 --whole_word_masking \\
+        --runner=DataflowRunner --project=P --region=R --temp_location=gs://B/tmp \\
+        --setup_file=./setup.py
+
+On Dataflow every path is on gs:// (a local one is refused): a packaged corpus is written
+under --output_dir for the workers to read.
 
 Arguments this command does not know go to Beam's PipelineOptions unchanged.
 Without --runner it runs on DirectRunner in this process. It prints the corpus and

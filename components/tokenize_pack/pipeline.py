@@ -28,7 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components.common.beam_utils import join, pipeline_options
+from components.common.beam_utils import check_remote_paths, join, pipeline_options
 from components.common.corpus import (
   PACKAGED_PREFIX,
   ReadDocuments,
@@ -216,6 +216,8 @@ def run(config: PrepareDataConfig, pipeline_args: list[str],
         overwrite: bool = False) -> PrepareDataResult:
   """Runs the whole preparation; raises NoUsableTextError when no example could be made."""
   options = pipeline_options(pipeline_args)
+  check_remote_paths(options, [("--output_dir", config.output_dir)] + [
+      ("--input", p) for p in config.input_patterns if not p.startswith(PACKAGED_PREFIX)])
   given = None
   if config.vocab_file is not None:  # read first: it may be an earlier run's OUT/vocab.txt
     given = vocab_lib.load_vocab(config.vocab_file)

