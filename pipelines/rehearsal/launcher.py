@@ -25,7 +25,6 @@ from pipelines.rehearsal import task_process
 from trainer.contract import PROGRESS_PREFIX
 from trainer.errors import UserError
 
-
 # Set by scripts/in-env: the Python of an environment built from requirements/lock.txt alone,
 # the image's pins, without the test extra.
 RUNTIME_PYTHON_VARIABLE = "TOKENDROP_RUNTIME_PYTHON"
