@@ -89,9 +89,9 @@ def default_log_path(command: str) -> str:
 
 
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
-  parser.add_argument("--verbose", action="store_true", help="run: show every log on the "
+  parser.add_argument("--verbose", action="store_true", help="show every log on the "
                       "terminal too (they always go to the log file)")
-  parser.add_argument("--log_file", help="run: where the logs go (default: "
+  parser.add_argument("--log_file", help="where the logs go (default: "
                       "out/logs/tokendrop-COMMAND-TIME.log)")
 
 
@@ -179,28 +179,30 @@ def pipeline_main(argv: list[str]) -> int:
     return run_locally(args.config, overrides,
                        args.log_file or default_log_path(f"pipeline-{args.action}"),
                        args.verbose, rehearse=args.action == "rehearse", work_dir=args.work_dir)
-  from pipelines import config as config_lib
-  from pipelines import vertex_runner
+  with console.session(args.log_file or default_log_path(f"pipeline-{args.action}"),
+                       args.verbose) as out:
+    # Imported in the session: TF's import-time logs go to the log file.
+    from pipelines import config as config_lib
+    from pipelines import vertex_runner
 
-  config = config_lib.load(args.config, overrides)
-  if args.action == "compile":
-    print(f"compiled {vertex_runner.compile_pipeline(config, args.output)}")
-    return 0
-  # Every mistake is found before anything is compiled or sent.
-  if args.action == "schedule":
-    vertex_runner.check_cron(args.cron)
-  if args.template:
-    vertex_runner.check_template(args.template)
-  vertex_runner.check_config(config)
-  vertex_runner.check_credentials()
-  template = args.template or vertex_runner.compile_pipeline(
-      config, tempfile.mkstemp(suffix=".json")[1])
-  if args.action == "submit":
-    job = vertex_runner.submit(config, template)
-    print(f"submitted {job.resource_name}")
-  else:
-    job_schedule = vertex_runner.schedule(config, template, args.cron)
-    print(f"scheduled {job_schedule.resource_name} ({args.cron})")
+    config = config_lib.load(args.config, overrides)
+    if args.action == "compile":
+      out.line(f"compiled {vertex_runner.compile_pipeline(config, args.output)}")
+      return 0
+    # Every mistake is found before anything is compiled or sent.
+    if args.action == "schedule":
+      vertex_runner.check_cron(args.cron)
+    if args.template:
+      vertex_runner.check_template(args.template)
+    vertex_runner.check_config(config)
+    vertex_runner.check_credentials()
+    template = args.template or vertex_runner.compile_pipeline(
+        config, tempfile.mkstemp(suffix=".json")[1])
+    if args.action == "submit":
+      out.line(f"submitted {vertex_runner.submit(config, template).resource_name}")
+    else:
+      job_schedule = vertex_runner.schedule(config, template, args.cron)
+      out.line(f"scheduled {job_schedule.resource_name} ({args.cron})")
   return 0
 
 
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog="tokendrop", description="Token-dropping BERT pretraining: data, training, "
       "evaluation and the TFX pipeline.",
-      epilog="demo, pipeline run|rehearse and the stage commands take --verbose (the logs on "
+      epilog="demo, every pipeline action and the stage commands take --verbose (the logs on "
       "the terminal too) and --log_file FILE (default: out/logs/tokendrop-COMMAND-TIME.log).")
   parser.add_argument("command", choices=sorted(SUBCOMMANDS),
                       help="; ".join(f"{name}: {doc}" for name, (_, doc) in SUBCOMMANDS.items()))

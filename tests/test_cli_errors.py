@@ -154,6 +154,9 @@ def test_a_stopped_run_is_one_line_and_exit_1(fake_stage, capfd, tmp_path):
                  "{tmp}/nope/params.yaml does not exist", id="export"),
     pytest.param(["evaluate-glue", "--checkpoint", "{tmp}", "--tasks", "SST2", "--output_dir",
                   "{tmp}/o"], "unknown task 'SST2'", id="evaluate-glue"),
+    pytest.param(["pipeline", "submit", "--config", f"{REPO}/configs/pipeline_vertex_base_tpu.yaml",
+                  "--template", "{tmp}/none.json"], "--template {tmp}/none.json does not exist",
+                 id="pipeline-submit"),
 ])
 def test_a_new_process_prints_only_the_mistake(tmp_path, argv, message):
   argv = [arg.format(tmp=tmp_path) for arg in argv]
