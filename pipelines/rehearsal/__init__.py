@@ -5,6 +5,11 @@ task by task through the container entrypoints Vertex starts.
     with Rehearsal(config) as rehearsal:  # one compile and one task process, several runs
       first, second = rehearsal.run(), rehearsal.run()
     tokendrop pipeline rehearse --config configs/pipeline_local_tiny.yaml
+    tokendrop pipeline rehearse --config configs/pipeline_vertex_base_tpu.yaml
+
+A cloud (gs://) config is rehearsed in miniature: the CLI sets configs/miniature.yaml over it
+(pipelines/config.py, load_miniature) and prints every key that file sets. Every task runs on
+the interpreter of the image's pins, requirements/lock.txt alone (launcher.task_python()).
 
 In order:
 1. Compile, as `tokendrop pipeline compile` does, with a local root and Beam in
