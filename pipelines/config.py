@@ -40,13 +40,26 @@ class CorpusConfig:
   packaged_documents: int = 0  # only the first N of them (0: all 25,000)
 
 
+# The TPU types Vertex training offers TensorFlow: v2, v3, v4 and v5e. Cloud TPU's "TPU
+# software versions" page lists TensorFlow runtimes for them; Vertex AI's "Training with TPU
+# accelerators" page says TensorFlow is not supported from v6e on. GPUs are not offered: the
+# training image (Dockerfile.train) has no CUDA libraries, so a GPU job would train on the CPU.
+TENSORFLOW_TPU_TYPES = ("TPU_V2", "TPU_V3", "TPU_V4_POD", "TPU_V5_LITEPOD")
+
+
 @dataclasses.dataclass
 class VertexTrainingConfig:
-  """A Vertex AI custom job for the Trainer (worker_pool_specs[0])."""
+  """A Vertex AI custom job for the Trainer (worker_pool_specs[0]), which runs
+  `python -m trainer.job` in the training image. The job restarts when a worker restarts
+  and resumes from its latest checkpoint."""
+  # The training image (Dockerfile.train), e.g. REGION-docker.pkg.dev/P/R/tokendrop-train:TAG.
+  image: str = ""
   machine_type: str = "cloud-tpu"
   accelerator_type: str = "TPU_V3"
   accelerator_count: int = 8
   tpu_topology: str = ""  # e.g. 2x2 for v5e types (machine_type ct5lp-hightpu-4t)
+  timeout_hours: float = 0  # the job's scheduling.timeout; 0: Vertex's default, 7 days
+  retries: int = 2  # how often the pipeline retries a failed training task (same model_dir)
 
 
 @dataclasses.dataclass
@@ -58,6 +71,13 @@ class TrainingConfig:
   eval_steps: int = 0
   cpu_devices: int = 0
   warm_start: bool = True  # continue from the latest blessed model, if there is one
+  # A warm-started run (a new span) trains this many steps, with the learning-rate schedule
+  # (decay and warm-up) sized to them; 0: the full schedule again. The first run, with no
+  # blessed model yet, always trains the full schedule.
+  continue_steps: int = 0
+  # Train even when the latest blessed model was trained on the newest span already (by
+  # default such a run stops after finding that out: nothing new to learn).
+  retrain_same_span: bool = False
   vertex: VertexTrainingConfig | None = None
 
 
@@ -251,6 +271,12 @@ def _check(config: PipelineConfig, path: str) -> None:
                     f"{MINIATURE_GLUE!r} (or leave it empty)")
   elif config.glue.packaged and not config.glue.glue_dir:
     problems.append("glue.packaged needs glue.glue_dir, the directory it writes")
+  if config.training.continue_steps < 0:
+    problems.append(f"training.continue_steps must be 0 (the full schedule) or more, got "
+                    f"{config.training.continue_steps}")
+  elif config.training.continue_steps and not config.training.warm_start:
+    problems.append("training.continue_steps continues a warm start, but training.warm_start "
+                    "is false; drop one of them")
   if config.training.vertex is not None:
     if config.vertex is None:
       problems.append("training.vertex needs a vertex: section (project, region, image)")
@@ -265,7 +291,14 @@ def _check(config: PipelineConfig, path: str) -> None:
     finetune.FineTuneConfig.from_dict(config.glue.finetune)
   except ValueError as e:
     raise UserError(f"glue.finetune: {e}") from e
-  check_training(config.training, config.data)
+  params = check_training(config.training, config.data)
+  strategy = params.runtime.distribution_strategy
+  # On Vertex only: a rehearsal trains the same job in-process on the CPU (configs/miniature.yaml).
+  if config.is_cloud and config.training.vertex is not None and strategy != "tpu":
+    raise UserError(f"training: the custom job asks for {config.training.vertex.accelerator_type}"
+                    f" but runtime.distribution_strategy is {strategy!r}, which would train on "
+                    "the TPU VM's CPU; set training.params_override runtime."
+                    "distribution_strategy: tpu (and runtime.tpu: local)")
 
 
 def _local_paths(config: PipelineConfig) -> list[tuple[str, str]]:
@@ -282,14 +315,27 @@ def _local_paths(config: PipelineConfig) -> list[tuple[str, str]]:
 
 
 def _vertex_training_problems(job: VertexTrainingConfig) -> list[str]:
-  """The custom job's machine, checked against the Vertex API's own accelerator names."""
+  """The custom job's machine and image: a TPU type that Vertex offers TensorFlow."""
   from google.cloud.aiplatform_v1.types import AcceleratorType
 
   problems = []
   known = [name for name in AcceleratorType.__members__ if name != "ACCELERATOR_TYPE_UNSPECIFIED"]
   if job.accelerator_type not in known:
     problems.append(f"training.vertex.accelerator_type {job.accelerator_type!r} is not a "
-                    f"Vertex accelerator; choose from {known}")
+                    f"Vertex accelerator; choose from {list(TENSORFLOW_TPU_TYPES)}")
+  elif job.accelerator_type not in TENSORFLOW_TPU_TYPES:
+    problems.append(f"training.vertex.accelerator_type {job.accelerator_type!r} is not a TPU "
+                    "type that Vertex trains TensorFlow on; the training image has TensorFlow "
+                    "for TPU VMs and no CUDA libraries, so choose from "
+                    f"{list(TENSORFLOW_TPU_TYPES)}")
+  if not job.image:
+    problems.append("training.vertex.image is empty: the training image (Dockerfile.train) "
+                    "that the custom job runs")
+  if job.timeout_hours < 0:
+    problems.append(f"training.vertex.timeout_hours must be 0 (Vertex's default, 7 days) or "
+                    f"more, got {job.timeout_hours}")
+  if job.retries < 0:
+    problems.append(f"training.vertex.retries must be 0 or more, got {job.retries}")
   if job.accelerator_count < 1:
     problems.append(f"training.vertex.accelerator_count must be at least 1, got "
                     f"{job.accelerator_count}")
@@ -298,14 +344,16 @@ def _vertex_training_problems(job: VertexTrainingConfig) -> list[str]:
   return problems
 
 
-def check_training(training: TrainingConfig, data: DataOptions) -> None:
+def check_training(training: TrainingConfig, data: DataOptions):
   """Builds the Trainer's experiment config as run_fn will, with placeholder data paths and the
-  spec of the data that `data` makes: an override that contradicts the data fails here."""
+  spec of the data that `data` makes: an override that contradicts the data fails here.
+  Returns the experiment config."""
   placeholders = {"task": {"train_data": {"input_path": "<examples>/Split-train/*"},
                            "validation_data": {"input_path": "<examples>/Split-validation/*"}}}
   try:
-    experiment_configs.build_experiment(
+    params = experiment_configs.build_experiment(
         training.experiment, training.config_files, training.params_override, placeholders,
         data=data.to_data_spec(source="the pipeline config's data: section"))
   except UserError as e:
     raise UserError(f"training: {e}") from e
+  return params

@@ -251,6 +251,9 @@ def _tokenize_pack_figure(outputs: StageOutputs) -> str:
 
 
 def _trainer_figure(outputs: StageOutputs) -> str:
+  skipped = _property(outputs, "model", contract.TRAINING_SKIPPED)
+  if skipped:
+    return f"not trained: {skipped}"
   steps = _property(outputs, "model", contract.TRAIN_STEPS)
   loss = _property(outputs, "model", contract.VALIDATION_LOSS)
   parts = [f"{int(steps):,} steps"] if steps is not None else []
@@ -267,7 +270,8 @@ def _trainer_figure(outputs: StageOutputs) -> str:
 def _glue_figure(outputs: StageOutputs) -> str:
   score = _property(outputs, "evaluation", contract.GLUE_SCORE)
   if score is None:
-    return ""
+    message = _property(outputs, "blessing", contract.BLESSING_MESSAGE)
+    return message or ""
   figure = f"GLUE score {score:.4f}"
   blessed = _property(outputs, "blessing", contract.BLESSED)
   if blessed is not None:

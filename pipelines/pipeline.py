@@ -10,6 +10,7 @@ TPU); only the config differs.
 """
 
 import json
+import os
 
 from tfx import v1 as tfx
 
@@ -19,8 +20,12 @@ from components.pretrain.component import Trainer, VertexTrainer
 from components.publish.component import BertPusher
 from components.tokenize_pack.component import TokenizePack
 from pipelines.config import PipelineConfig
+from trainer import contract
 
 RUN_FN = "trainer.run_fn.run_fn"
+# The Trainer's node id, whichever trainer runs: each run's stages, tasks and executions are
+# named by it.
+TRAINER_ID = "Trainer"
 
 
 def trainer_custom_config(config: PipelineConfig) -> dict:
@@ -31,7 +36,12 @@ def trainer_custom_config(config: PipelineConfig) -> dict:
       "config_files": list(training.config_files),
       "params_override": training.params_override,
       "cpu_devices": training.cpu_devices,
+      contract.PIPELINE_NAME: config.name,
   }
+  if training.continue_steps:
+    custom[contract.CONTINUE_STEPS_KEY] = training.continue_steps
+  if training.retrain_same_span:
+    custom[contract.RETRAIN_SAME_SPAN_KEY] = True
   if training.vertex is not None:
     vertex = config.vertex
     machine_spec = {"machine_type": training.vertex.machine_type,
@@ -39,12 +49,22 @@ def trainer_custom_config(config: PipelineConfig) -> dict:
                     "accelerator_count": training.vertex.accelerator_count}
     if training.vertex.tpu_topology:
       machine_spec["tpu_topology"] = training.vertex.tpu_topology
+    # The job restarts when a worker restarts (a TPU VM's maintenance event); the trainer
+    # resumes from the latest checkpoint in its model_dir.
+    scheduling = {"restart_job_on_worker_restart": True}
+    if training.vertex.timeout_hours:
+      scheduling["timeout"] = f"{round(training.vertex.timeout_hours * 3600)}s"
     job = {"project": vertex.project,
-           "worker_pool_specs": [{"machine_spec": machine_spec, "replica_count": 1,
-                                  "container_spec": {"image_uri": vertex.image}}]}
+           "job_spec": {
+               "worker_pool_specs": [{"machine_spec": machine_spec, "replica_count": 1,
+                                      "container_spec": {"image_uri": training.vertex.image}}],
+               "scheduling": scheduling}}
     if vertex.service_account:
-      job["service_account"] = vertex.service_account
+      job["job_spec"]["service_account"] = vertex.service_account
     ai_platform = tfx.extensions.google_cloud_ai_platform
+    # Checkpoints outside the task's outputs, named by what the run trains: a retried task
+    # (training.vertex.retries) and a new run of the same inputs resume where it stopped.
+    custom[contract.CHECKPOINT_ROOT_KEY] = os.path.join(config.root, "checkpoints")
     custom.update({ai_platform.ENABLE_VERTEX_KEY: True,
                    ai_platform.VERTEX_REGION_KEY: vertex.region,
                    ai_platform.TRAINING_ARGS_KEY: job})
@@ -67,7 +87,6 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
   ).with_id("latest_blessed_model")
 
   trainer_cls = VertexTrainer if config.training.vertex is not None else Trainer
-  # One node id whichever trainer runs: each run's stages, tasks and executions are named by it.
   trainer = trainer_cls(
       run_fn=RUN_FN,
       examples=tokenize_pack.outputs["examples"],
@@ -75,7 +94,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       base_model=latest_blessed.outputs["model"] if config.training.warm_start else None,
       train_args=tfx.proto.TrainArgs(splits=["train"], num_steps=config.training.train_steps),
       eval_args=tfx.proto.EvalArgs(splits=["validation"], num_steps=config.training.eval_steps),
-      custom_config=trainer_custom_config(config)).with_id("Trainer")
+      custom_config=trainer_custom_config(config)).with_id(TRAINER_ID)
 
   evaluator = GlueEvaluator(
       model=trainer.outputs["model"],
@@ -86,7 +105,8 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       threshold=config.glue.threshold,
       tolerance=config.glue.tolerance,
       finetune_config=json.dumps(config.glue.finetune),
-      lower_case=config.data.lower_case)
+      lower_case=config.data.lower_case,
+      pipeline_name=config.name)
 
   pusher = BertPusher(
       model=trainer.outputs["model"],

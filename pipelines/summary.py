@@ -14,8 +14,9 @@ def summary(config: PipelineConfig, before: set[str]) -> list[str]:
   the run, publish.published_versions), or why there is none."""
   new = sorted(set(publish.published_versions(config.push.destination)) - before)
   if not new:
-    return ["No new version was published (the model was not blessed, or every stage was "
-            f"cached); the run's artifacts are under {config.root}"]
+    return ["No new version was published (the model was not blessed, the newest span was "
+            "trained on already, or every stage was cached); the run's artifacts are under "
+            f"{config.root}"]
   published = os.path.join(config.push.destination, new[-1])
   with open(os.path.join(published, contract.MODEL_CARD_JSON), encoding="utf-8") as f:
     card = json.load(f)

@@ -22,6 +22,7 @@ from tfx import v1 as tfx
 from pipelines import config as config_lib
 from pipelines import pipeline
 from pipelines.config import PipelineConfig
+from trainer import contract
 from trainer.errors import UserError, first_line
 
 # A rehearsal never pulls an image: it runs each task's command in the project's environment,
@@ -55,6 +56,8 @@ def check_config(config: PipelineConfig) -> None:
   if not config.is_cloud:
     raise UserError(f"root {config.root!r} must be a gs:// path for Vertex")
   check_image(config.vertex.image, "vertex.image")
+  if config.training.vertex is not None:
+    check_image(config.training.vertex.image, "training.vertex.image")
   flag = "--sdk_container_image="
   for argument in config.beam_pipeline_args:
     if argument.startswith(flag):
@@ -149,7 +152,43 @@ def _compile(config: PipelineConfig, output: str, image: str) -> str:
       config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
       output_dir=directory, output_filename=os.path.basename(output))
   runner.run(pipeline.create_pipeline(config))
+  with open(output, encoding="utf-8") as f:
+    job = json.load(f)
+  _scope_latest_blessed(job, config)
+  _set_training_retries(job, config)
+  with open(output, "w", encoding="utf-8") as f:
+    json.dump(job, f, indent=2, sort_keys=True)
   return os.path.abspath(output)
+
+
+def _scope_latest_blessed(job: dict, config: PipelineConfig) -> None:
+  """Limits the latest-blessed-model query to this pipeline's blessings. TFX compiles it as
+  every live blessed ModelBlessing in the project's metadata, which on Vertex every pipeline
+  of the project and region shares; GlueEvaluator records the pipeline's name on each
+  blessing (contract.PIPELINE_NAME), and the model query follows the blessing."""
+  term = f" AND metadata.{contract.PIPELINE_NAME}.string_value={json.dumps(config.name)}"
+  scoped = 0
+  for executor in job["pipelineSpec"]["deploymentSpec"]["executors"].values():
+    for query in executor.get("resolver", {}).get("outputArtifactQueries", {}).values():
+      if query["filter"].startswith('schema_title="tfx.ModelBlessing"'):
+        query["filter"] += term
+        scoped += 1
+  if scoped != 1:
+    raise RuntimeError(f"expected one latest-blessed-model query in the compiled pipeline, "
+                       f"found {scoped}: TFX's compiler changed; update _scope_latest_blessed")
+
+
+def _set_training_retries(job: dict, config: PipelineConfig) -> None:
+  """Gives the training task the retry policy that training.vertex.retries asks for (TFX's
+  compiler sets none). A retried task starts a new custom job, which resumes from the
+  checkpoints of the one that failed (trainer/run_fn.py, checkpoint_root)."""
+  if config.training.vertex is None or not config.training.vertex.retries:
+    return
+  job["pipelineSpec"]["root"]["dag"]["tasks"][pipeline.TRAINER_ID]["retryPolicy"] = {
+      "maxRetryCount": config.training.vertex.retries,
+      # Vertex's defaults but the first wait: a TPU VM after a maintenance event, or a
+      # stockout, needs minutes rather than seconds.
+      "backoffDuration": "300s", "backoffFactor": 2.0, "backoffMaxDuration": "3600s"}
 
 
 def pipeline_job(config: PipelineConfig, template: str, credentials=None) -> aiplatform.PipelineJob:

@@ -122,3 +122,29 @@ def test_the_sdist_dataflow_stages_builds_on_its_own(tmp_path):
   assert wheel.returncode == 0, wheel.stderr
   names = zipfile.ZipFile(tmp_path / "wheel" / wheel.stdout.strip().splitlines()[-1]).namelist()
   assert "pipelines/cli.py" in names and "configs/miniature.yaml" in names
+
+
+def test_the_training_image_installs_its_lock_and_the_tpu_build_of_the_same_tensorflow():
+  dockerfile = (REPO / "Dockerfile.train").read_text()
+  assert f'"uv=={_lock_version("lock-test.txt", "uv")}"' in dockerfile
+  assert "--require-hashes /tmp/lock-train.txt" in dockerfile
+  tensorflow = _lock_version("lock-train.txt", "tensorflow")
+  assert f"ARG TF_VERSION={tensorflow}\n" in dockerfile
+  assert f"tensorflow=={tensorflow}\n" in (REPO / "requirements" / "train.in").read_text()
+  # Cloud TPU's "TPU software versions" page pairs TensorFlow 2.18.0 with libtpu 1.12.0.
+  assert tensorflow == "2.18.0"
+  assert "ARG LIBTPU_VERSION=1.12.0\n" in dockerfile and "-o /lib/libtpu.so" in dockerfile
+  assert _lock_version("lock-train.txt", "tf-models-official") == tensorflow
+  assert 'ENTRYPOINT ["python", "-m", "trainer.job"]' in dockerfile
+
+
+def test_the_training_lock_installs_everything_the_trainer_imports_and_no_tfx():
+  installed = _unconditional_pins("lock-train.txt")
+  assert not installed & {"tfx", "apache-beam", "tensorflow-transform", "ml-metadata"}
+  distributions = importlib.metadata.packages_distributions()
+  missing = {}
+  for module in _imported_modules(REPO / "trainer") - {"trainer"} - set(sys.stdlib_module_names):
+    names = {re.sub(r"[-_.]+", "-", d).lower() for d in distributions.get(module, [module])}
+    if not names & installed:
+      missing[module] = sorted(names)
+  assert missing == {}, f"imported by trainer/ but not installed by lock-train.txt: {missing}"

@@ -95,6 +95,10 @@ def shard_name(shard: int, num_shards: int) -> str:
 # A training run's model_dir.
 EVAL_METRICS_FILE = "eval_metrics.json"
 AS_TRAINED_SUFFIX = "_as_trained"  # metrics scored with the run's own token dropping
+# run_fn's custom_config key for a model_dir outside the task's outputs (trainer/run_fn.py),
+# and the file in the ModelRun that then names the model_dir.
+CHECKPOINT_ROOT_KEY = "checkpoint_root"
+MODEL_DIR_FILE = "model_dir.txt"
 # An export (`tokendrop export`, the Trainer's serving_model_dir).
 SERVING_SUBDIR = "Format-Serving"  # where the TFX Trainer puts serving_model_dir
 TF2_DIR = "tf2"
@@ -131,6 +135,20 @@ PACKING_EFFICIENCY = "packing_efficiency"  # real positions / all positions of t
 # The Trainer's Model: the run's length and its last validation (the losses are named as in
 # EVAL_METRICS_FILE).
 TRAIN_STEPS = "train_steps"
+# The pipeline (config name) whose run made a Model or a ModelBlessing: warm starts and
+# baselines come only from the same pipeline (pipelines/vertex_runner.py scopes Vertex's
+# latest-blessed-model query by it; the Trainer and GlueEvaluator refuse a foreign one).
+PIPELINE_NAME = "pipeline_name"
+# The span of the examples a Model was trained on (CorpusGen's span, which TokenizePack
+# copies), and, for a run that did not train because the latest blessed model was trained on
+# that span already, why (a Model with TRAINING_SKIPPED has no export; GlueEvaluator does not
+# evaluate it and the Pusher does not publish it).
+TRAINED_SPAN = "trained_span"
+TRAINING_SKIPPED = "training_skipped"
+# run_fn's custom_config keys for a warm-started run (trainer/run_fn.py), and the Trainer
+# executors' (components/pretrain/executor.py).
+CONTINUE_STEPS_KEY = "continue_steps"
+RETRAIN_SAME_SPAN_KEY = "retrain_same_span"
 VALIDATION_STEP = "validation_step"
 VALIDATION_LOSS = "validation_loss"  # at full depth, as fine-tuning uses the encoder
 VALIDATION_LOSS_AS_TRAINED = VALIDATION_LOSS + AS_TRAINED_SUFFIX

@@ -10,10 +10,12 @@
                                         (TokenizePack's data_spec.json, trainer/data_spec.py)
     fn_args.transform_output            task.vocab_file = <transform_output>/vocab.txt
     fn_args.train_steps / eval_steps    trainer.train_steps (and a polynomial decay's
-                                        decay_steps) / validation_steps, when set
+                                        decay_steps) / validation_steps, when set; a
+                                        warm start with continue_steps trains those instead
     fn_args.base_model                  warm start: task.init_checkpoint and
                                         task.init_token_importance from its export
-    fn_args.model_run_dir               the Model Garden model_dir (checkpoints, summaries)
+    fn_args.model_run_dir               the Model Garden model_dir (checkpoints, summaries),
+                                        unless custom_config has checkpoint_root
     fn_args.serving_model_dir           `tokendrop export` output: tf2/, hf/, saved_model/
 
 custom_config (a JSON-able dict):
@@ -24,8 +26,17 @@ custom_config (a JSON-able dict):
     cpu_devices       split the CPU into N replicas for runtime.distribution_strategy=mirrored
     lower_case        for data without a record only (default true): whether the exported
                       tokenizer lower-cases; a record's lower_case decides otherwise
+    continue_steps    with a base_model: train this many steps instead, the decay over them and
+                      the warm-up scaled to them (a continuation on a new span, not the
+                      from-scratch schedule again)
+    checkpoint_root   the model_dir is a directory under it named by what the run trains
+                      (run_key), not model_run_dir: a retried task, or a new run with the same
+                      inputs after a failed one, resumes from the checkpoints the stopped one
+                      wrote. model_run_dir then holds MODEL_DIR_FILE, naming that directory.
 """
 
+import hashlib
+import json
 import os
 
 import tensorflow as tf
@@ -55,13 +66,23 @@ def experiment_params(fn_args, custom_config: dict):
       if tf.io.gfile.exists(table):
         task["init_token_importance"] = table
     trainer = {}
-    if fn_args.train_steps:
-      trainer["train_steps"] = int(fn_args.train_steps)
+    steps = run_steps(fn_args, custom_config)
+    if steps:
+      trainer["train_steps"] = steps
       # The run length decides the schedule: a decay that ended early would train the last
       # steps at learning rate 0.
+      optimizer = {}
       if params.trainer.optimizer_config.learning_rate.type == "polynomial":
-        trainer["optimizer_config"] = {
-            "learning_rate": {"polynomial": {"decay_steps": int(fn_args.train_steps)}}}
+        optimizer["learning_rate"] = {"polynomial": {"decay_steps": steps}}
+      warmup = params.trainer.optimizer_config.warmup
+      if steps != (fn_args.train_steps or params.trainer.train_steps) and (
+          warmup.type == "polynomial"):
+        # A continuation warms up for the same fraction of its length as the full schedule.
+        full = fn_args.train_steps or params.trainer.train_steps
+        optimizer["warmup"] = {"polynomial": {"warmup_steps": max(
+            1, round(warmup.polynomial.warmup_steps * steps / full))}}
+      if optimizer:
+        trainer["optimizer_config"] = optimizer
     if fn_args.eval_steps:
       trainer["validation_steps"] = int(fn_args.eval_steps)
     return {"task": task, "trainer": trainer}
@@ -82,11 +103,44 @@ def run_fn(fn_args) -> None:
     train_lib.split_cpu(custom_config["cpu_devices"])
   if fn_args.base_model:
     logging.info("warm start from %s", fn_args.base_model)
-  train_lib.run_experiment(params, fn_args.model_run_dir,
-                           custom_config.get("mode", "train_and_eval"),
+  directory = model_dir(fn_args, custom_config)
+  train_lib.run_experiment(params, directory, custom_config.get("mode", "train_and_eval"),
                            custom_config.get("cpu_devices", 0))
-  export.export_run(fn_args.model_run_dir, fn_args.serving_model_dir,
-                    do_lower_case=do_lower_case)
+  export.export_run(directory, fn_args.serving_model_dir, do_lower_case=do_lower_case)
+
+
+def run_steps(fn_args, custom_config: dict) -> int:
+  """The run's length: continue_steps for a warm start that asks for a continuation, else
+  fn_args.train_steps (0: the experiment config's)."""
+  if fn_args.base_model and custom_config.get(contract.CONTINUE_STEPS_KEY):
+    return int(custom_config[contract.CONTINUE_STEPS_KEY])
+  return int(fn_args.train_steps or 0)
+
+
+def run_key(fn_args, custom_config: dict) -> str:
+  """A name for what a run trains: its data, base model, lengths and config (16 hex digits)."""
+  what = {"train_files": list(fn_args.train_files), "eval_files": list(fn_args.eval_files),
+          "transform_output": fn_args.transform_output, "base_model": fn_args.base_model,
+          "train_steps": fn_args.train_steps, "eval_steps": fn_args.eval_steps,
+          "custom_config": {key: value for key, value in custom_config.items()
+                            if key != contract.CHECKPOINT_ROOT_KEY}}
+  return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def model_dir(fn_args, custom_config: dict) -> str:
+  """The run's Model Garden model_dir: model_run_dir, or checkpoint_root/run_key, recorded in
+  model_run_dir/MODEL_DIR_FILE."""
+  root = custom_config.get(contract.CHECKPOINT_ROOT_KEY)
+  if not root:
+    return fn_args.model_run_dir
+  directory = os.path.join(root, run_key(fn_args, custom_config))
+  if tf.io.gfile.exists(directory):
+    logging.info("model_dir %s exists: resuming from its latest checkpoint", directory)
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  pointer = os.path.join(fn_args.model_run_dir, contract.MODEL_DIR_FILE)
+  with tf.io.gfile.GFile(pointer, "w") as f:
+    f.write(directory + "\n")
+  return directory
 
 
 def lower_case(fn_args, custom_config: dict) -> bool:

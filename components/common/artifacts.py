@@ -5,6 +5,8 @@ from collections.abc import Mapping
 
 from tfx import types
 
+from trainer import contract
+
 
 class PretrainDataStatistics(types.Artifact):
   """TokenizePack's stats.json (contract.DATA_STATS_FILE), its headline counts as custom
@@ -14,6 +16,16 @@ class PretrainDataStatistics(types.Artifact):
   # namespace.Title, and Vertex's TFX entrypoint imports the type by that title as a class
   # path: components/__init__.py provides components.PretrainDataStatistics.
   TYPE_NAME = "components.PretrainDataStatistics"
+
+
+def foreign(artifact: types.Artifact | None, pipeline_name: str) -> bool:
+  """Whether `artifact` was made by a pipeline other than `pipeline_name` (contract.
+  PIPELINE_NAME). An artifact that records no pipeline predates the property and counts as
+  this pipeline's."""
+  if artifact is None or not pipeline_name:
+    return False
+  recorded = artifact.get_string_custom_property(contract.PIPELINE_NAME)
+  return bool(recorded) and recorded != pipeline_name
 
 
 def set_custom_properties(artifact: types.Artifact, values: Mapping[str, int | float]) -> None:

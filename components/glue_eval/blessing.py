@@ -72,9 +72,13 @@ def decide(score: float, threshold: float, baseline_score: float | None = None,
 
 def write_model_blessing(blessing: "types.Artifact", model: "types.Artifact",
                          decision: BlessingDecision, report_path: str,
-                         baseline_model: "types.Artifact | None" = None) -> None:
-  """Records `decision` on the ModelBlessing `blessing` for the Model `model`."""
+                         baseline_model: "types.Artifact | None" = None,
+                         pipeline_name: str = "") -> None:
+  """Records `decision` on the ModelBlessing `blessing` for the Model `model`, made by the
+  pipeline `pipeline_name`."""
   blessing.set_int_custom_property(contract.BLESSED, int(decision.blessed))
+  if pipeline_name:
+    blessing.set_string_custom_property(contract.PIPELINE_NAME, pipeline_name)
   blessing.set_int_custom_property(CURRENT_MODEL_ID_KEY, model.id)
   blessing.set_string_custom_property(CURRENT_MODEL_URI_KEY, model.uri)
   blessing.set_string_custom_property(contract.BLESSING_MESSAGE, decision.reason)
@@ -89,6 +93,23 @@ def write_model_blessing(blessing: "types.Artifact", model: "types.Artifact",
     f.write("")
   tf.io.gfile.copy(report_path, os.path.join(blessing.uri, report_lib.REPORT_JSON),
                    overwrite=True)
+
+
+def write_skipped_blessing(blessing: "types.Artifact", model: "types.Artifact", reason: str,
+                           pipeline_name: str = "") -> None:
+  """Records on `blessing` that `model` was not evaluated, because it was not trained
+  (contract.TRAINING_SKIPPED gives `reason`): not blessed, so nothing is published and the
+  latest blessed model stays the baseline."""
+  blessing.set_int_custom_property(contract.BLESSED, 0)
+  blessing.set_int_custom_property(CURRENT_MODEL_ID_KEY, model.id)
+  blessing.set_string_custom_property(CURRENT_MODEL_URI_KEY, model.uri)
+  blessing.set_string_custom_property(contract.BLESSING_MESSAGE,
+                                      f"not evaluated: training was skipped ({reason})")
+  if pipeline_name:
+    blessing.set_string_custom_property(contract.PIPELINE_NAME, pipeline_name)
+  tf.io.gfile.makedirs(blessing.uri)
+  with tf.io.gfile.GFile(os.path.join(blessing.uri, NOT_BLESSED_FILE), "w") as f:
+    f.write("")
 
 
 def read_blessing_report(blessing: "types.Artifact") -> dict:

@@ -15,7 +15,8 @@ ids stay hashes, nothing matches, and no scheduled run ever warm-starts or compa
 baseline. Under LocalDagRunner the ids are MLMD's, as LatestBlessedModelStrategy expects.
 
 Inputs:
-  model: the trained Model. Its exported checkpoint is read from
+  model: the trained Model. A Model the Trainer did not train (contract.TRAINING_SKIPPED) is
+    not evaluated: the blessing says why and is not blessed. Its exported checkpoint is read from
     `<model.uri>/<checkpoint_subdir>`, the export's tf2/ directory or the export root that
     holds tf2/. The default, Format-Serving, is the Trainer's serving_model_dir, where the
     trainer exports (so the checkpoint is Format-Serving/tf2).
@@ -36,17 +37,23 @@ Parameters:
   finetune_config: FineTuneConfig as JSON, e.g. '{"learning_rates": [1e-4], "epochs": 2}'.
   lower_case: lower-case and strip accents, as for an uncased vocab. An int (1/0), since
     Vertex parameters have no boolean type.
+  pipeline_name: the pipeline this evaluator belongs to, recorded on the blessing. A baseline
+    blessed by another pipeline (contract.PIPELINE_NAME differs) is not used: the run is
+    scored without a baseline, and the log says why.
 """
 
 import os
 from typing import Any
 
+import tensorflow as tf
+from absl import logging
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from components.common.artifacts import foreign
 from components.glue_eval import blessing as blessing_lib
 from components.glue_eval import evaluate, finetune
 from components.glue_eval import report as report_lib
@@ -94,6 +101,19 @@ class Executor(evaluator_executor.Executor):
     blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
     baseline_model = _optional(input_dict, BASELINE_MODEL_KEY)
     baseline_blessing = _optional(input_dict, BASELINE_BLESSING_KEY)
+    pipeline_name = exec_properties.get("pipeline_name") or ""
+    skipped = model.get_string_custom_property(contract.TRAINING_SKIPPED)
+    if skipped:
+      logging.info("not evaluating: the Trainer did not train (%s)", skipped)
+      tf.io.gfile.makedirs(evaluation.uri)
+      blessing_lib.write_skipped_blessing(blessing, model, skipped, pipeline_name)
+      return
+    if foreign(baseline_blessing, pipeline_name):
+      logging.warning(
+          "baseline_blessing %s was made by pipeline %r, not %r: scoring without a baseline",
+          baseline_blessing.uri,
+          baseline_blessing.get_string_custom_property(contract.PIPELINE_NAME), pipeline_name)
+      baseline_model = baseline_blessing = None
     baseline_report = None
     if baseline_blessing is not None:
       _check_baseline_pair(baseline_model, baseline_blessing)
@@ -110,7 +130,7 @@ class Executor(evaluator_executor.Executor):
     evaluation.set_float_custom_property(contract.GLUE_SCORE, report["glue_score"])
     blessing_lib.write_model_blessing(
         blessing, model, blessing_lib.BlessingDecision(**report["blessing"]),
-        os.path.join(evaluation.uri, report_lib.REPORT_JSON), baseline_model)
+        os.path.join(evaluation.uri, report_lib.REPORT_JSON), baseline_model, pipeline_name)
 
 
 class GlueEvaluatorSpec(ComponentSpec):
@@ -123,6 +143,7 @@ class GlueEvaluatorSpec(ComponentSpec):
       "tolerance": ExecutionParameter(type=float),
       "finetune_config": ExecutionParameter(type=str),
       "lower_case": ExecutionParameter(type=int),
+      "pipeline_name": ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -147,7 +168,8 @@ class GlueEvaluator(base_beam_component.BaseBeamComponent):
                baseline_blessing: types.BaseChannel | None = None,
                tasks: str = ROTTEN_TOMATOES_TASK, glue_dir: str = "", tfds_data_dir: str = "",
                checkpoint_subdir: str = DEFAULT_CHECKPOINT_SUBDIR, threshold: float = 0.0,
-               tolerance: float = 0.0, finetune_config: str = "{}", lower_case: bool = True):
+               tolerance: float = 0.0, finetune_config: str = "{}", lower_case: bool = True,
+               pipeline_name: str = ""):
     parse_task_list(tasks)  # A wrong task name fails here, not hours later on Vertex.
     finetune.FineTuneConfig.from_json(finetune_config)
     evaluate.BlessingPolicy(threshold, tolerance)
@@ -158,4 +180,4 @@ class GlueEvaluator(base_beam_component.BaseBeamComponent):
         tasks=tasks, glue_dir=glue_dir, tfds_data_dir=tfds_data_dir,
         checkpoint_subdir=checkpoint_subdir, threshold=float(threshold),
         tolerance=float(tolerance), finetune_config=finetune_config,
-        lower_case=int(lower_case)))
+        lower_case=int(lower_case), pipeline_name=pipeline_name))

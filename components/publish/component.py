@@ -40,8 +40,10 @@ def BertPusher(  # TFX names components like classes.
                      "push.destination in the pipeline config")
   if blessing.get_int_custom_property(contract.BLESSED) != 1:
     pushed_model.set_int_custom_property(contract.PUSHED, 0)
-    pushed_model.set_string_custom_property(contract.NOT_PUSHED_REASON,
-                                            "the model was not blessed")
+    message = blessing.get_string_custom_property(contract.BLESSING_MESSAGE)
+    pushed_model.set_string_custom_property(
+        contract.NOT_PUSHED_REASON,
+        "the model was not blessed" + (f": {message}" if message else ""))
     return
   lineage = {"model_artifact_id": model.id, "model_uri": model.uri,
              "blessing_artifact_id": blessing.id, "evaluation_artifact_id": evaluation.id}

@@ -30,6 +30,15 @@ from trainer.errors import UserError
 RUNTIME_PYTHON_VARIABLE = "TOKENDROP_RUNTIME_PYTHON"
 
 
+class TaskFailed(UserError):
+  """A task's command exited with a nonzero status (which a retryPolicy may retry)."""
+
+  def __init__(self, what: str, status: int, log_name: str):
+    super().__init__(f"rehearsal task {what} exited with status {status}; its output is in "
+                     f"{log_name}")
+    self.status = status
+
+
 def task_python() -> str:
   """The interpreter rehearsal tasks run on: the image's pins where scripts/in-env built them,
   else this one."""
@@ -72,7 +81,7 @@ class Launcher:
   def run(self, what: str, command: list[str], log: TextIO,
           progress: Callable[[str], None] | None = None) -> None:
     """Runs `command`, its output to `log` and each line's text from PROGRESS_PREFIX on to
-    `progress`; raises UserError, naming `what` and the log, if it exits with a nonzero
+    `progress`; raises TaskFailed, naming `what` and the log, if it exits with a nonzero
     status."""
     warm = command[:2] == [self.python, "-m"] and command[2] in self.modules
     log.write(f"=== {what} started: {shlex.join(command)}\n")
@@ -84,8 +93,7 @@ class Launcher:
               self._exec(command, log, progress))
     log.flush()
     if status != 0:
-      raise UserError(f"rehearsal task {what} exited with status {status}; its output is in "
-                      f"{log.name}")
+      raise TaskFailed(what, status, log.name)
 
   def _fork(self, argv: list[str], log: TextIO, progress) -> int:
     self._server.stdin.write(json.dumps(argv) + "\n")

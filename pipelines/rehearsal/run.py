@@ -54,7 +54,7 @@ from components.glue_eval.miniature import prepare_packaged_glue
 from pipelines.config import PipelineConfig
 from pipelines.observer import StageObserver
 from pipelines.rehearsal import artifacts, spec
-from pipelines.rehearsal.launcher import Launcher, task_python
+from pipelines.rehearsal.launcher import Launcher, TaskFailed, task_python
 
 
 @dataclasses.dataclass
@@ -216,7 +216,8 @@ def _run_dag(job: spec.CompiledJob, run_name: str, log: TextIO,
       spec.fill_kubeflow_parameters(executor_input, component)
       run = _run_container(name, executor["container"], executor_input, component, run_name,
                            job.pipeline_root, log, launcher,
-                           observer.progress if observer is not None else None)
+                           observer.progress if observer is not None else None,
+                           task.retry_policy.max_retry_count)
       for key, artifact in run.outputs.items():
         record.add(artifact, artifacts.schema_title(component.output_definitions.artifacts[key]),
                    name, run_name)
@@ -266,7 +267,8 @@ def _prepare_outputs(executor_input, run_name: str, task_name: str) -> None:
 
 
 def _run_container(name: str, container: dict, executor_input, component, run_name: str,
-                   pipeline_root: str, log: TextIO, launcher: Launcher, progress) -> TaskRun:
+                   pipeline_root: str, log: TextIO, launcher: Launcher, progress,
+                   retries: int = 0) -> TaskRun:
   hook_parameters = {}
   hook = container.get("lifecycle", {}).get("preCacheCheck")
   if hook:
@@ -279,7 +281,18 @@ def _run_container(name: str, container: dict, executor_input, component, run_na
                        for key, value in hook_output.parameter_values.items()}
   command = _command(container, executor_input, component, name, run_name, pipeline_root,
                      launcher.python)
-  launcher.run(name, command, log, progress)
+  # As Vertex retries a task with a retryPolicy: the same command, the same outputs (no
+  # backoff here: nothing remote needs to recover).
+  for attempt in range(retries + 1):
+    try:
+      launcher.run(name, command, log, progress)
+      break
+    except TaskFailed as e:
+      if attempt == retries:
+        raise
+      log.write(f"=== {name} failed ({e}); retry {attempt + 1} of {retries} "
+                "(the task's retryPolicy)\n")
+      log.flush()
   outputs = executor_output_utils.get_outputs_for_task(executor_input, component)
   return TaskRun(name=name, seconds=0.0, command=command,
                  executor_input=json_format.MessageToDict(executor_input),

@@ -67,7 +67,43 @@ def test_the_vertex_training_job_is_checked_against_the_vertex_api(capsys):
                    "training.vertex.accelerator_type=TPU_V9"]) == 2
   error = capsys.readouterr().err
   assert "training.vertex.accelerator_type 'TPU_V9' is not a Vertex accelerator" in error
-  assert "'TPU_V3'" in error and error.count("\n") == 1
+  assert "'TPU_V3'" in error and "NVIDIA" not in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("overrides,message", [
+    # A GPU: the training image has no CUDA libraries, so the job would train on the CPU.
+    ({"accelerator_type": "NVIDIA_TESLA_V100", "machine_type": "n1-standard-8"},
+     "training.vertex.accelerator_type 'NVIDIA_TESLA_V100' is not a TPU type that Vertex "
+     "trains TensorFlow on; the training image has TensorFlow for TPU VMs and no CUDA "
+     "libraries, so choose from ['TPU_V2', 'TPU_V3', 'TPU_V4_POD', 'TPU_V5_LITEPOD']"),
+    ({"image": ""}, "training.vertex.image is empty: the training image (Dockerfile.train)"),
+    ({"timeout_hours": -1}, "training.vertex.timeout_hours must be 0"),
+    ({"retries": -1}, "training.vertex.retries must be 0 or more, got -1"),
+])
+def test_the_training_job_must_be_a_tpu_job_with_its_image(overrides, message):
+  with pytest.raises(UserError) as error:
+    config_lib.load(VERTEX, {"training": {"vertex": overrides}})
+  assert message in str(error.value)
+
+
+def test_a_tpu_job_whose_strategy_is_not_tpu_is_refused_but_its_miniature_runs_on_cpu():
+  with pytest.raises(UserError) as error:
+    config_lib.load(VERTEX, {"training": {"params_override": {"runtime": {
+        "distribution_strategy": "mirrored"}}}})
+  assert str(error.value) == (
+      "training: the custom job asks for TPU_V3 but runtime.distribution_strategy is "
+      "'mirrored', which would train on the TPU VM's CPU; set training.params_override "
+      "runtime.distribution_strategy: tpu (and runtime.tpu: local)")
+  miniature, _ = config_lib.load_miniature(VERTEX)
+  assert miniature.training.params_override["runtime"]["distribution_strategy"] == "one_device"
+  assert miniature.training.vertex == config_lib.load(VERTEX).training.vertex
+
+
+def test_a_bad_training_image_reference_stops_compile(capsys):
+  assert cli.main(["pipeline", "compile", "--config", VERTEX, "--output", "x.json", "--set",
+                   "training.vertex.image=tokendrop-train"]) == 2
+  error = capsys.readouterr().err
+  assert "training.vertex.image 'tokendrop-train' is not a container image in a registry" in error
 
 
 @pytest.mark.parametrize("action", ["run", "compile", "submit", "schedule"])

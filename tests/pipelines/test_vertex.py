@@ -74,7 +74,7 @@ def test_trainer_asks_vertex_for_a_tpu_and_runs_the_token_drop_experiment(compil
   custom = json.loads(_parameter(trainer, "custom_config"))
   assert custom["ai_platform_enable_vertex"] is True
   assert custom["ai_platform_vertex_region"] == "us-central1"
-  (pool,) = custom["ai_platform_training_args"]["worker_pool_specs"]
+  (pool,) = custom["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
   assert pool["machine_spec"] == {"machine_type": "cloud-tpu", "accelerator_type": "TPU_V3",
                                   "accelerator_count": 8}
   assert custom["experiment"] == "token_drop_bert/pretraining"

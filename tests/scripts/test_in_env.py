@@ -6,6 +6,7 @@ so the rootfs build is not repeated here; a cold build is timed in CI's first ru
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import tempfile
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 IN_ENV = REPO / "scripts" / "in-env"
+NEEDED_GB = int(re.search(r"^NEEDED_GB=(\d+)$", IN_ENV.read_text(), re.M).group(1))
 
 
 def _run(args, **env):
@@ -60,7 +62,8 @@ def test_full_disk_is_refused_before_building(tmp_path):
   # The chroot's root is no mount point, so propagation stays as in-env set it: private.
   result = _run(["unshare", "--mount", "--propagation", "unchanged", "sh", "-c", script])
   assert result.returncode == 1, result.stderr
-  assert f"only 0 GB free in {cache}; building the environment needs about 14 GB" in result.stderr
+  assert (f"only 0 GB free in {cache}; building the environment needs about {NEEDED_GB} GB"
+          in result.stderr)
   assert "TOKENDROP_ENV_CACHE" in result.stderr
 
 

@@ -76,3 +76,38 @@ def test_the_examples_record_decides_the_data_keys_and_the_exported_casing(tmp_p
   with pytest.raises(UserError, match="custom_config lower_case is True but the data has "
                                       "lower_case False"):
     run_fn.lower_case(fn_args, {"lower_case": True})
+
+
+def test_with_a_checkpoint_root_the_same_inputs_share_a_model_dir_named_in_the_model_run(
+    tmp_path):
+  """A retried task (new model_run_dir, same inputs) resumes in the failed one's model_dir."""
+  custom = {"config_files": CONFIGS, contract.CHECKPOINT_ROOT_KEY: str(tmp_path / "ckpt")}
+  first = _fn_args(tmp_path, model_run_dir=str(tmp_path / "run1" / "model_run"))
+  retried = _fn_args(tmp_path, model_run_dir=str(tmp_path / "run2" / "model_run"))
+  directory = run_fn.model_dir(first, custom)
+  assert directory == run_fn.model_dir(retried, custom)
+  assert directory.startswith(f"{tmp_path}/ckpt/") and len(directory.split("/")[-1]) == 16
+  for run in ("run1", "run2"):
+    assert (tmp_path / run / "model_run" / contract.MODEL_DIR_FILE).read_text() == directory + "\n"
+  warm = _fn_args(tmp_path, model_run_dir=str(tmp_path / "run3"), base_model=str(tmp_path / "b"))
+  longer = _fn_args(tmp_path, model_run_dir=str(tmp_path / "run4"), train_steps=60)
+  assert len({directory, run_fn.model_dir(warm, custom), run_fn.model_dir(longer, custom)}) == 3
+  # Without a checkpoint root, the model_dir is the task's own ModelRun.
+  assert run_fn.model_dir(first, {"config_files": CONFIGS}) == first.model_run_dir
+
+
+def test_a_warm_start_with_continue_steps_trains_a_continuation_with_its_own_schedule(
+    tmp_path):
+  base = tmp_path / "base" / "Format-Serving"
+  base.mkdir(parents=True)
+  custom = {"config_files": CONFIGS, contract.CONTINUE_STEPS_KEY: 10}
+  warm = run_fn.experiment_params(_fn_args(tmp_path, base_model=str(base)), custom)
+  assert warm.trainer.train_steps == 10
+  assert warm.trainer.optimizer_config.learning_rate.polynomial.decay_steps == 10
+  # tiny_token_drop.yaml warms up for 20 of its steps; the run is 50 steps (train_steps), so
+  # the continuation warms up for the same fraction of its 10: 4.
+  assert warm.trainer.optimizer_config.warmup.polynomial.warmup_steps == 4
+  # The first run (no base model) trains the full schedule.
+  cold = run_fn.experiment_params(_fn_args(tmp_path), custom)
+  assert cold.trainer.train_steps == 50
+  assert cold.trainer.optimizer_config.warmup.polynomial.warmup_steps == 20

@@ -8,10 +8,11 @@ import ml_metadata as mlmd
 import pytest
 from tfx import v1 as tfx
 from tfx.components.evaluator import constants as evaluator_constants
+from tfx.dsl.components.base import base_beam_executor
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.glue_eval import blessing
+from components.glue_eval import blessing, component
 from trainer import contract
 
 
@@ -148,3 +149,28 @@ def test_a_baseline_blessing_without_a_report_is_an_error(tmp_path):
   foreign.uri = str(tmp_path)
   with pytest.raises(FileNotFoundError, match="has no glue_report.json"):
     blessing.read_blessing_report(foreign)
+
+
+def test_a_model_that_was_not_trained_is_not_evaluated_and_not_blessed(tmp_path):
+  def artifact(cls, name):
+    made = cls()
+    made.uri = str(tmp_path / name)
+    return made
+
+  model = artifact(standard_artifacts.Model, "model")
+  model.set_string_custom_property(contract.TRAINING_SKIPPED, "span 1 was already trained on")
+  evaluation = artifact(standard_artifacts.ModelEvaluation, "evaluation")
+  verdict = artifact(standard_artifacts.ModelBlessing, "blessing")
+  properties = {"tasks": "CoLA", "glue_dir": str(tmp_path / "no-glue-data"), "tfds_data_dir": "",
+                "checkpoint_subdir": contract.SERVING_SUBDIR, "threshold": 0.5,
+                "tolerance": 0.0, "finetune_config": "{}", "lower_case": 1,
+                "pipeline_name": "p"}
+  context = base_beam_executor.BaseBeamExecutor.Context(tmp_dir=str(tmp_path / "tmp"))
+  component.Executor(context).Do(
+      {"model": [model]}, {"evaluation": [evaluation], "blessing": [verdict]}, properties)
+  assert verdict.get_int_custom_property(contract.BLESSED) == 0
+  assert verdict.get_string_custom_property(contract.BLESSING_MESSAGE) == (
+      "not evaluated: training was skipped (span 1 was already trained on)")
+  assert verdict.get_string_custom_property(contract.PIPELINE_NAME) == "p"
+  assert os.listdir(verdict.uri) == [blessing.NOT_BLESSED_FILE]
+  assert os.listdir(evaluation.uri) == []

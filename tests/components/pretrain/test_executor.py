@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 
+import pytest
 import yaml
 from tfx.dsl.components.base import base_executor
 from tfx.proto import trainer_pb2
@@ -36,10 +37,13 @@ def _artifact(cls, uri: pathlib.Path):
   return artifact
 
 
-def _train(tmp_path: pathlib.Path, validated: bool):
+def _train(tmp_path: pathlib.Path, validated: bool, span: int | None = None,
+           base_model=None, **custom):
   """Executor.Do as the Trainer component calls it; returns the output Model."""
   examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
   examples.split_names = json.dumps(list(contract.SPLITS))
+  if span is not None:
+    examples.set_int_custom_property(contract.SPAN, span)
   model = _artifact(standard_artifacts.Model, tmp_path / "model")
   outputs = {"model": [model],
              "model_run": [_artifact(standard_artifacts.ModelRun, tmp_path / "model_run")]}
@@ -48,11 +52,23 @@ def _train(tmp_path: pathlib.Path, validated: bool):
       "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs(splits=["train"],
                                                                     num_steps=STEPS)),
       "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(splits=["validation"])),
-      "custom_config": json.dumps({"validated": validated}),
+      "custom_config": json.dumps({"validated": validated, **custom}),
   }
+  inputs = {"examples": [examples]}
+  if base_model is not None:
+    inputs["base_model"] = [base_model]
   executor.Executor(base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp"))).Do(
-      {"examples": [examples]}, outputs, exec_properties)
+      inputs, outputs, exec_properties)
   return model
+
+
+def _base_model(tmp_path: pathlib.Path, span: int, pipeline_name: str):
+  """A blessed Model of an earlier run, with what the executor records on every Model."""
+  base = _artifact(standard_artifacts.Model, tmp_path / "base")
+  (tmp_path / "base" / contract.SERVING_SUBDIR).mkdir(parents=True)
+  base.set_int_custom_property(contract.TRAINED_SPAN, span)
+  base.set_string_custom_property(contract.PIPELINE_NAME, pipeline_name)
+  return base
 
 
 def test_the_model_carries_the_steps_and_the_last_validation(tmp_path):
@@ -69,3 +85,41 @@ def test_the_model_carries_the_steps_and_the_last_validation(tmp_path):
 def test_a_run_without_validation_records_its_steps_only(tmp_path):
   model = _train(tmp_path, validated=False)
   assert set(model.mlmd_artifact.custom_properties) == {contract.TRAIN_STEPS}
+
+
+def test_the_model_records_its_span_and_pipeline(tmp_path):
+  model = _train(tmp_path, validated=False, span=3, pipeline_name="p")
+  assert model.get_int_custom_property(contract.TRAINED_SPAN) == 3
+  assert model.get_string_custom_property(contract.PIPELINE_NAME) == "p"
+
+
+def test_a_span_the_latest_blessed_model_trained_on_is_not_trained_again(tmp_path):
+  base = _base_model(tmp_path, span=3, pipeline_name="p")
+  model = _train(tmp_path, validated=True, span=3, base_model=base, pipeline_name="p")
+  reason = (f"span 3 was already trained on by the latest blessed model ({base.uri}); set "
+            "training.retrain_same_span: true to train on it again")
+  assert model.get_string_custom_property(contract.TRAINING_SKIPPED) == reason
+  assert model.get_int_custom_property(contract.TRAINED_SPAN) == 3
+  assert not model.has_custom_property(contract.TRAIN_STEPS)
+  assert os.listdir(model.uri) == []  # run_fn never ran: no export
+
+
+@pytest.mark.parametrize("span,custom", [(4, {}), (3, {contract.RETRAIN_SAME_SPAN_KEY: True})])
+def test_a_new_span_or_retrain_same_span_trains(tmp_path, span, custom):
+  base = _base_model(tmp_path, span=3, pipeline_name="p")
+  model = _train(tmp_path, validated=True, span=span, base_model=base, pipeline_name="p",
+                 **custom)
+  assert not model.has_custom_property(contract.TRAINING_SKIPPED)
+  assert model.get_int_custom_property(contract.TRAIN_STEPS) == STEPS
+
+
+def test_another_pipelines_model_is_no_warm_start_and_no_reason_to_skip(tmp_path):
+  base = _base_model(tmp_path, span=3, pipeline_name="another")
+  inputs = {"examples": [_artifact(standard_artifacts.Examples, tmp_path / "e")],
+            "base_model": [base]}
+  config = {"custom_config": json.dumps({contract.PIPELINE_NAME: "p"})}
+  assert "base_model" not in executor.without_foreign_base_model(inputs, config)
+  assert executor.without_foreign_base_model(inputs, {"custom_config": json.dumps(
+      {contract.PIPELINE_NAME: "another"})}) is inputs
+  model = _train(tmp_path, validated=True, span=3, base_model=base, pipeline_name="p")
+  assert not model.has_custom_property(contract.TRAINING_SKIPPED)

@@ -19,7 +19,7 @@ def _artifact(cls, uri: pathlib.Path):
   return artifact
 
 
-def _push(tmp_path: pathlib.Path, blessed: bool):
+def _push(tmp_path: pathlib.Path, blessed: bool, message: str = ""):
   """Runs BertPusher's executor on a minimal export and evaluation; returns its PushedModel."""
   model = _artifact(standard_artifacts.Model, tmp_path / "model")
   (tmp_path / "model" / contract.SERVING_SUBDIR / contract.TF2_DIR).mkdir(parents=True)
@@ -29,6 +29,8 @@ def _push(tmp_path: pathlib.Path, blessed: bool):
       {"glue_score": 0.8, "tasks": {}}))
   blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path / "blessing")
   blessing.set_int_custom_property(contract.BLESSED, int(blessed))
+  if message:
+    blessing.set_string_custom_property(contract.BLESSING_MESSAGE, message)
   pushed = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed")
   executor = BertPusher.EXECUTOR_SPEC.executor_class(
       base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp")))
@@ -56,3 +58,7 @@ def test_a_model_that_was_not_blessed_is_not_pushed_and_the_push_says_why(tmp_pa
   assert publish.published_versions(str(tmp_path / "published")) == []
   assert _recorded(pushed) == {contract.PUSHED: 0,
                                contract.NOT_PUSHED_REASON: "the model was not blessed"}
+  # With the blessing's reason, when it gives one.
+  pushed = _push(tmp_path / "again", blessed=False, message="GLUE score 0.5 < threshold 0.7")
+  assert _recorded(pushed)[contract.NOT_PUSHED_REASON] == (
+      "the model was not blessed: GLUE score 0.5 < threshold 0.7")
