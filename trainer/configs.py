@@ -109,6 +109,9 @@ class TokenDropMaskedLMConfig(masked_lm.MaskedLMConfig):
   vocab_file: str = ""
   # A token_importance.npy written by `tokendrop export`: warm-started runs continue the table.
   init_token_importance: str = ""
+  # TensorFlow's global seed, set before the model is built: the same config starts from the
+  # same weights (and draws the same dropout masks in the same order).
+  init_seed: int = 0
   train_data: data.TokenDropPretrainDataConfig = dataclasses.field(
       default_factory=data.TokenDropPretrainDataConfig)
   validation_data: data.TokenDropPretrainDataConfig = dataclasses.field(

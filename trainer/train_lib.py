@@ -10,6 +10,7 @@ import os
 import time
 
 import tensorflow as tf
+import tf_keras
 from absl import logging
 from official.common import distribute_utils
 from official.core import base_trainer, task_factory, train_lib, train_utils
@@ -36,6 +37,12 @@ class TokenDropTrainer(base_trainer.Trainer):
     super().__init__(config, task, *args, **kwargs)
     # Before any step is traced: an annealed kept count follows the run's length and step.
     task.configure_keep_anneal(config.trainer.train_steps, self.global_step)
+    if kwargs.get("train", True) and self.checkpoints_input_position:
+      # Made now, before the checkpoint is restored, so that it is restored too: a resumed run
+      # (a restarted job, a retried task) reads on from where the checkpoint was written and
+      # trains on what an uninterrupted run would have. Orbit uses it as its train iterator.
+      self._train_iter = iter(self.train_dataset)
+      self.checkpoint.train_input = self._train_iter
     self._last_progress = None
     self.eval_metrics_path = None
     self._task_train_step = (tf.function(task.train_step, jit_compile=True)
@@ -44,6 +51,29 @@ class TokenDropTrainer(base_trainer.Trainer):
         and not isinstance(self.strategy, tf.distribute.TPUStrategy)):
       logging.info("runtime.enable_xla compiles the whole train step under one_device only; "
                    "under %s XLA auto-clustering applies instead", type(self.strategy).__name__)
+
+  @property
+  def checkpoints_input_position(self) -> bool:
+    """Whether checkpoints hold the training input's position (tf.data's iterator state: the
+    file order, the shuffle buffer, the masking stream's index): under one_device, whose
+    input is the dataset itself (distribute_dataset), which tf.train.Checkpoint can save.
+
+    tf.train.Checkpoint saves no tf.distribute iterator (measured with TF 2.21: a checkpoint
+    holding one has no entry for it), so under mirrored, multi-worker and TPU strategies a
+    resumed run starts its input at a new epoch, as Model Garden's trainer does everywhere: no
+    weights, optimizer state, step or importance table are lost, but it sees the examples in
+    another order than an uninterrupted run.
+    """
+    return isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
+
+  def distribute_dataset(self, dataset_or_fn, *args, **kwargs):
+    """Under one_device, the dataset itself (one device needs no distribution, and its
+    iterator can be checkpointed); otherwise Model Garden's distributed dataset."""
+    if not isinstance(self.strategy, tf.distribute.OneDeviceStrategy):
+      return super().distribute_dataset(dataset_or_fn, *args, **kwargs)
+    if isinstance(dataset_or_fn, tf.data.Dataset):
+      return dataset_or_fn
+    return dataset_or_fn(*args, input_context=None, **kwargs)
 
   @property
   def compiles_train_step(self) -> bool:
@@ -159,6 +189,9 @@ def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> N
   tf.config.optimizer.set_jit("autoclustering" if params.runtime.enable_xla else False)
   performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype or tf.float32)
   strategy = _strategy(params, cpu_devices)
+  # Python's, NumPy's and TensorFlow's seeds: tf_keras draws an unseeded initializer's seed
+  # from Python's random module.
+  tf_keras.utils.set_random_seed(params.task.init_seed)
   # Printed too, as orbit prints the steps and evaluations: the run's report, which
   # `tokendrop train` shows while the logs go to its log file.
   replicas = f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replicas"

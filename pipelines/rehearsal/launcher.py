@@ -64,6 +64,11 @@ class Launcher:
         [python, "-m", task_process.__name__, *self.modules], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
 
+  @property
+  def pid(self) -> int:
+    """The task process's pid: a warm task (a `python -m` command) runs in a child of it."""
+    return self._server.pid
+
   def __enter__(self) -> "Launcher":
     return self
 

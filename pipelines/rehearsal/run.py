@@ -111,6 +111,14 @@ class Rehearsal:
     self.task_python = task_python()
     self._launcher: Launcher | None = Launcher(self.job.executors, self.task_python)
 
+  @property
+  def task_process_pid(self) -> int:
+    """The warm task process's pid; the task running now is a child of it (to interrupt a
+    task as a preempted Vertex worker would be)."""
+    if self._launcher is None:
+      raise RuntimeError("this Rehearsal is closed")
+    return self._launcher.pid
+
   def __enter__(self) -> "Rehearsal":
     return self
 

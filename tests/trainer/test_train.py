@@ -162,6 +162,10 @@ def test_kill_9_then_same_command_resumes_from_latest_checkpoint(tmp_path, packe
   latest = _checkpoint_steps(model_dir)[-1]
   assert latest < KILL_RUN_STEPS
   before = _importance_table(model_dir / f"ckpt-{latest}")
+  # Under one_device the checkpoint holds the input's position too (the resumed run reads on
+  # from it: tests/pipelines/test_rehearsal_retry.py compares with an uninterrupted run).
+  assert "train_input/.ATTRIBUTES/ITERATOR_STATE" in dict(
+      tf.train.list_variables(str(model_dir / f"ckpt-{latest}")))
 
   result = _run(command)  # the same command, in this process
   assert result.returncode == 0, result.stderr[-3000:]
