@@ -156,15 +156,29 @@ def split_cpu(devices: int) -> None:
 
 
 def _strategy(params, cpu_devices: int) -> tf.distribute.Strategy:
+  """The run's strategy; raises UserError when the accelerator it asks for is not here (a job
+  that asked for a TPU or GPUs must not train on the CPU, or die in a TPU op's traceback)."""
   runtime = params.runtime
   if runtime.distribution_strategy == "mirrored" and runtime.num_gpus == 0 and cpu_devices > 1:
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
-  return distribute_utils.get_distribution_strategy(
-      distribution_strategy=runtime.distribution_strategy,
-      all_reduce_alg=runtime.all_reduce_alg,
-      num_gpus=runtime.num_gpus,
-      tpu_address=runtime.tpu,
-      **runtime.model_parallelism())
+  gpus = len(tf.config.list_physical_devices("GPU"))
+  if runtime.num_gpus > gpus:
+    raise UserError(f"runtime.num_gpus is {runtime.num_gpus} but TensorFlow sees {gpus} GPU(s) "
+                    "here; train where they are, or set runtime.num_gpus to what is here")
+  try:
+    return distribute_utils.get_distribution_strategy(
+        distribution_strategy=runtime.distribution_strategy,
+        all_reduce_alg=runtime.all_reduce_alg,
+        num_gpus=runtime.num_gpus,
+        tpu_address=runtime.tpu,
+        **runtime.model_parallelism())
+  except (tf.errors.OpError, ValueError) as e:
+    if runtime.distribution_strategy != "tpu":
+      raise
+    raise UserError(f"runtime.distribution_strategy is tpu but TensorFlow finds no TPU here "
+                    f"(runtime.tpu {runtime.tpu!r}: {first_line(e)}); train on a TPU VM with the "
+                    "training image (Dockerfile.train), or set runtime.distribution_strategy "
+                    "to one_device or mirrored") from None
 
 
 def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> None:

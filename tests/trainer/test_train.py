@@ -307,6 +307,11 @@ def _replace_flag(command, flag, value=None):
      "config file 'configs/missing.yaml' does not exist"),
     ((), {"experiment": "nope"}, "unknown experiment 'nope'"),
     ((), {"mode": None}, "--mode is required"),
+    # The accelerator the config asks for is not here: one line, not a TPU op's traceback.
+    (("runtime.distribution_strategy=tpu",), {"tpu": "local"},
+     "runtime.distribution_strategy is tpu but TensorFlow finds no TPU here"),
+    (("runtime.distribution_strategy=mirrored", "runtime.num_gpus=2"), {},
+     "runtime.num_gpus is 2 but TensorFlow sees 0 GPU(s) here"),
 ])
 def test_config_mistakes_are_one_clear_line(tmp_path, packed_data, overrides, flags, message):
   command = _command(tmp_path / "model", packed_data, *overrides, mode="train")
