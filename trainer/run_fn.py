@@ -75,10 +75,9 @@ def experiment_params(fn_args, custom_config: dict):
       if params.trainer.optimizer_config.learning_rate.type == "polynomial":
         optimizer["learning_rate"] = {"polynomial": {"decay_steps": steps}}
       warmup = params.trainer.optimizer_config.warmup
-      if steps != (fn_args.train_steps or params.trainer.train_steps) and (
-          warmup.type == "polynomial"):
+      full = fn_args.train_steps or params.trainer.train_steps
+      if steps != full and warmup.type == "polynomial":
         # A continuation warms up for the same fraction of its length as the full schedule.
-        full = fn_args.train_steps or params.trainer.train_steps
         optimizer["warmup"] = {"polynomial": {"warmup_steps": max(
             1, round(warmup.polynomial.warmup_steps * steps / full))}}
       if optimizer:

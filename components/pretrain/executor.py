@@ -133,6 +133,19 @@ def record_skip(input_dict: dict[str, list[types.Artifact]],
   tf.io.gfile.makedirs(model.uri)
 
 
+def inputs_to_train(input_dict: dict[str, list[types.Artifact]],
+                    output_dict: dict[str, list[types.Artifact]],
+                    exec_properties: dict[str, Any]) -> dict[str, list[types.Artifact]] | None:
+  """What both executors do before training: the inputs without a foreign base model, or
+  None when there is nothing to train (the Model then says why: record_skip)."""
+  input_dict = without_foreign_base_model(input_dict, exec_properties)
+  reason = skip_reason(input_dict, exec_properties)
+  if reason:
+    record_skip(input_dict, output_dict, exec_properties, reason)
+    return None
+  return input_dict
+
+
 def _custom_config(exec_properties: dict[str, Any]) -> dict[str, Any]:
   return json_utils.loads(
       exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY, "null")) or {}
@@ -160,10 +173,8 @@ class Executor(trainer_executor.GenericExecutor):
 
   def Do(self, input_dict: dict[str, list[types.Artifact]],
          output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
-    input_dict = without_foreign_base_model(input_dict, exec_properties)
-    reason = skip_reason(input_dict, exec_properties)
-    if reason:
-      record_skip(input_dict, output_dict, exec_properties, reason)
+    input_dict = inputs_to_train(input_dict, output_dict, exec_properties)
+    if input_dict is None:
       return
     super().Do(input_dict, output_dict, exec_properties)
     record_training_figures(input_dict, output_dict, exec_properties)
@@ -209,10 +220,8 @@ class VertexExecutor(base_executor.BaseExecutor):
   def Do(self, input_dict: dict[str, list[types.Artifact]],
          output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
-    input_dict = without_foreign_base_model(input_dict, exec_properties)
-    reason = skip_reason(input_dict, exec_properties)
-    if reason:  # Decided here: no custom job is started.
-      record_skip(input_dict, output_dict, exec_properties, reason)
+    input_dict = inputs_to_train(input_dict, output_dict, exec_properties)
+    if input_dict is None:  # Decided here: no custom job is started.
       return
     custom_config = _custom_config(exec_properties)
     job_args = dict(custom_config[vertex_executor.TRAINING_ARGS_KEY])
