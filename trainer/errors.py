@@ -9,6 +9,8 @@ Each command line catches them in one place (pipelines/cli.py for `tokendrop`).
 """
 
 import argparse
+import sys
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 
@@ -27,6 +29,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
   def error(self, message: str) -> NoReturn:
     raise UserError(message)
+
+
+def run_main(prog: str, main: Callable[[list[str]], int], argv: Sequence[str]) -> NoReturn:
+  """Exits with `main(argv)`'s status; a UserError or RunStopped is one line on stderr,
+  "PROG: message", exit status 2 or 1 (for a `python -m` entry point's __main__ block)."""
+  try:
+    sys.exit(main(list(argv)))
+  except (UserError, RunStopped) as e:
+    print(f"{prog}: {e}", file=sys.stderr)
+    sys.exit(2 if isinstance(e, UserError) else 1)
 
 
 def first_line(error: BaseException) -> str:

@@ -17,7 +17,7 @@ import json
 import sys
 import types
 
-from trainer.errors import ArgumentParser, RunStopped, UserError, first_line
+from trainer.errors import ArgumentParser, UserError, first_line, run_main
 
 # What run_fn reads of TFX's FnArgs (trainer/run_fn.py documents each).
 FN_ARGS_FIELDS = ("train_files", "eval_files", "transform_output", "base_model",
@@ -57,8 +57,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main(sys.argv[1:]))
-  except (UserError, RunStopped) as e:
-    print(f"trainer.job: {e}", file=sys.stderr)
-    sys.exit(2 if isinstance(e, UserError) else 1)
+  run_main("trainer.job", main, sys.argv[1:])

@@ -21,7 +21,7 @@ from absl import logging as absl_logging
 from official.common import flags as tfm_flags
 
 from trainer import configs, train_lib
-from trainer.errors import RunStopped, UserError
+from trainer.errors import UserError, run_main
 
 FLAGS = flags.FLAGS
 
@@ -92,9 +92,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-  try:
-    sys.exit(main(sys.argv[1:]))
-  except (UserError, RunStopped) as e:
-    # As `tokendrop train` (pipelines/cli.py) prints them.
-    print(f"tokendrop train: {e}", file=sys.stderr)
-    sys.exit(2 if isinstance(e, UserError) else 1)
+  # As `tokendrop train` (pipelines/cli.py) prints a mistake.
+  run_main("tokendrop train", main, sys.argv[1:])
