@@ -152,6 +152,9 @@ def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out
   if result.trainer_swapped:
     out.line(f"Trainer ran as {rehearsal.LOCAL_TRAINER_EXECUTOR} in place of the Vertex "
              "CustomJob")
+  if result.glue_jobs_local:
+    out.line("GLUE: each task's Vertex custom job command ran as a local process "
+             f"({rehearsal.GLUE_LOCAL_JOBS_EXECUTOR})")
   out.line(f"Compiled job: {result.pipeline_json}")
 
 

@@ -48,17 +48,23 @@ TENSORFLOW_TPU_TYPES = ("TPU_V2", "TPU_V3", "TPU_V4_POD", "TPU_V5_LITEPOD")
 
 
 @dataclasses.dataclass
-class VertexTrainingConfig:
-  """A Vertex AI custom job for the Trainer (worker_pool_specs[0]), which runs
-  `python -m trainer.job` in the training image. The job restarts when a worker restarts
-  and resumes from its latest checkpoint."""
-  # The training image (Dockerfile.train), e.g. REGION-docker.pkg.dev/P/R/tokendrop-train:TAG.
+class VertexJobConfig:
+  """A Vertex AI custom job's worker pool (worker_pool_specs[0]): its machine, accelerator and
+  image, and the job's time limit. The job restarts when a worker restarts."""
+  # The image whose command the job runs, e.g. REGION-docker.pkg.dev/P/R/tokendrop-train:TAG
+  # (Dockerfile.train).
   image: str = ""
   machine_type: str = "cloud-tpu"
   accelerator_type: str = "TPU_V3"
   accelerator_count: int = 8
   tpu_topology: str = ""  # e.g. 2x2 for v5e types (machine_type ct5lp-hightpu-4t)
   timeout_hours: float = 0  # the job's scheduling.timeout; 0: Vertex's default, 7 days
+
+
+@dataclasses.dataclass
+class VertexTrainingConfig(VertexJobConfig):
+  """The Trainer's custom job, which runs `python -m trainer.job` in the training image and
+  resumes from its latest checkpoint when restarted or retried."""
   retries: int = 2  # how often the pipeline retries a failed training task (same model_dir)
 
 
@@ -91,6 +97,12 @@ class GlueConfig:
   # Rehearsals only: "miniature" writes each GLUE task's files at glue_dir, filled with
   # packaged sentences, when glue_dir is empty (components/glue_eval/miniature.py).
   packaged: str = ""
+  # Where fine-tuning runs: Model Garden's RuntimeConfig keys (distribution_strategy, tpu,
+  # num_gpus, mixed_precision_dtype); empty: one device, float32.
+  runtime: dict = dataclasses.field(default_factory=dict)
+  # Set: each task fine-tunes in its own Vertex custom job on this machine, all at once
+  # (components/glue_eval/job.py); unset: in the GlueEvaluator's own process, one by one.
+  vertex: VertexJobConfig | None = None
 
 
 @dataclasses.dataclass
@@ -280,7 +292,16 @@ def _check(config: PipelineConfig, path: str) -> None:
   if config.training.vertex is not None:
     if config.vertex is None:
       problems.append("training.vertex needs a vertex: section (project, region, image)")
-    problems += _vertex_training_problems(config.training.vertex)
+    problems += _vertex_job_problems(
+        config.training.vertex, "training.vertex", TENSORFLOW_TPU_TYPES,
+        "is not a TPU type that Vertex trains TensorFlow on; the training image has TensorFlow "
+        "for TPU VMs and no CUDA libraries")
+  if config.glue.vertex is not None:
+    if config.vertex is None:
+      problems.append("glue.vertex needs a vertex: section (project, region, image)")
+    problems += _vertex_job_problems(
+        config.glue.vertex, "glue.vertex", TENSORFLOW_TPU_TYPES + gpu_types(),
+        "is neither a TPU type that Vertex runs TensorFlow on nor a GPU")
   if problems:
     raise UserError(f"pipeline config {path}: " + "; ".join(problems))
   try:
@@ -291,14 +312,27 @@ def _check(config: PipelineConfig, path: str) -> None:
     finetune.FineTuneConfig.from_dict(config.glue.finetune)
   except ValueError as e:
     raise UserError(f"glue.finetune: {e}") from e
+  glue_runtime = check_glue_runtime(config.glue)
   params = check_training(config.training, config.data)
-  strategy = params.runtime.distribution_strategy
-  # On Vertex only: a rehearsal trains the same job in-process on the CPU (configs/miniature.yaml).
-  if config.is_cloud and config.training.vertex is not None and strategy != "tpu":
-    raise UserError(f"training: the custom job asks for {config.training.vertex.accelerator_type}"
-                    f" but runtime.distribution_strategy is {strategy!r}, which would train on "
-                    "the TPU VM's CPU; set training.params_override runtime."
-                    "distribution_strategy: tpu (and runtime.tpu: local)")
+  # On Vertex only: a rehearsal runs the same jobs on the CPU (configs/miniature.yaml).
+  if config.is_cloud:
+    for job, runtime, key, runtime_key in (
+        (config.training.vertex, params.runtime, "training",
+         "training.params_override runtime"),
+        (config.glue.vertex, glue_runtime, "glue", "glue.runtime")):
+      mismatch = job is not None and _runtime_mismatch(job, runtime, key, runtime_key)
+      if mismatch:
+        raise UserError(mismatch)
+
+
+def check_glue_runtime(glue: GlueConfig):
+  """glue.runtime as Model Garden's RuntimeConfig; raises UserError naming a bad key."""
+  from components.glue_eval import job as glue_job
+
+  try:
+    return glue_job.runtime_config(glue.runtime)
+  except UserError as e:
+    raise UserError(f"glue.runtime: {e}") from e
 
 
 def _local_paths(config: PipelineConfig) -> list[tuple[str, str]]:
@@ -314,34 +348,56 @@ def _local_paths(config: PipelineConfig) -> list[tuple[str, str]]:
   return [(key, value) for key, value in values if value and "://" not in value]
 
 
-def _vertex_training_problems(job: VertexTrainingConfig) -> list[str]:
-  """The custom job's machine and image: a TPU type that Vertex offers TensorFlow."""
+def _vertex_job_problems(job: VertexJobConfig, key: str, offered: tuple[str, ...],
+                         why: str) -> list[str]:
+  """A custom job's machine and image: an accelerator from `offered` (`why` says why only
+  those), an image, sane counts and limits."""
   from google.cloud.aiplatform_v1.types import AcceleratorType
 
   problems = []
   known = [name for name in AcceleratorType.__members__ if name != "ACCELERATOR_TYPE_UNSPECIFIED"]
   if job.accelerator_type not in known:
-    problems.append(f"training.vertex.accelerator_type {job.accelerator_type!r} is not a "
-                    f"Vertex accelerator; choose from {list(TENSORFLOW_TPU_TYPES)}")
-  elif job.accelerator_type not in TENSORFLOW_TPU_TYPES:
-    problems.append(f"training.vertex.accelerator_type {job.accelerator_type!r} is not a TPU "
-                    "type that Vertex trains TensorFlow on; the training image has TensorFlow "
-                    "for TPU VMs and no CUDA libraries, so choose from "
-                    f"{list(TENSORFLOW_TPU_TYPES)}")
+    problems.append(f"{key}.accelerator_type {job.accelerator_type!r} is not a Vertex "
+                    f"accelerator; choose from {list(offered)}")
+  elif job.accelerator_type not in offered:
+    problems.append(f"{key}.accelerator_type {job.accelerator_type!r} {why}, so choose from "
+                    f"{list(offered)}")
   if not job.image:
-    problems.append("training.vertex.image is empty: the training image (Dockerfile.train) "
-                    "that the custom job runs")
+    problems.append(f"{key}.image is empty: the image (Dockerfile.train) that the custom job "
+                    "runs")
   if job.timeout_hours < 0:
-    problems.append(f"training.vertex.timeout_hours must be 0 (Vertex's default, 7 days) or "
-                    f"more, got {job.timeout_hours}")
-  if job.retries < 0:
-    problems.append(f"training.vertex.retries must be 0 or more, got {job.retries}")
+    problems.append(f"{key}.timeout_hours must be 0 (Vertex's default, 7 days) or more, got "
+                    f"{job.timeout_hours}")
+  if getattr(job, "retries", 0) < 0:
+    problems.append(f"{key}.retries must be 0 or more, got {job.retries}")
   if job.accelerator_count < 1:
-    problems.append(f"training.vertex.accelerator_count must be at least 1, got "
-                    f"{job.accelerator_count}")
+    problems.append(f"{key}.accelerator_count must be at least 1, got {job.accelerator_count}")
   if not job.machine_type:
-    problems.append("training.vertex.machine_type is empty (cloud-tpu for TPU v2/v3)")
+    problems.append(f"{key}.machine_type is empty (cloud-tpu for TPU v2/v3)")
   return problems
+
+
+def gpu_types() -> tuple[str, ...]:
+  """Vertex's NVIDIA accelerator types."""
+  from google.cloud.aiplatform_v1.types import AcceleratorType
+
+  return tuple(name for name in AcceleratorType.__members__ if name.startswith("NVIDIA_"))
+
+
+def _runtime_mismatch(job: VertexJobConfig, runtime, key: str, runtime_key: str) -> str | None:
+  """Why a cloud job's strategy would not use the accelerator it asks for, or None."""
+  strategy = runtime.distribution_strategy
+  if job.accelerator_type.startswith("TPU_") and strategy != "tpu":
+    return (f"{key}: the custom job asks for {job.accelerator_type} but "
+            f"{runtime_key}.distribution_strategy is {strategy!r}, which would run on the TPU "
+            f"VM's CPU; set {runtime_key}.distribution_strategy: tpu (and tpu: local)")
+  if job.accelerator_type.startswith("NVIDIA_") and (
+      strategy != "mirrored" or runtime.num_gpus != job.accelerator_count):
+    return (f"{key}: the custom job asks for {job.accelerator_count} {job.accelerator_type} "
+            f"but {runtime_key}.distribution_strategy is {strategy!r} with num_gpus "
+            f"{runtime.num_gpus}; set {runtime_key}.distribution_strategy: mirrored and "
+            f"num_gpus: {job.accelerator_count}")
+  return None
 
 
 def check_training(training: TrainingConfig, data: DataOptions):

@@ -19,13 +19,45 @@ from components.glue_eval.component import GlueEvaluator
 from components.pretrain.component import Trainer, VertexTrainer
 from components.publish.component import BertPusher
 from components.tokenize_pack.component import TokenizePack
-from pipelines.config import PipelineConfig
+from pipelines.config import PipelineConfig, VertexJobConfig
 from trainer import contract
 
 RUN_FN = "trainer.run_fn.run_fn"
 # The Trainer's node id, whichever trainer runs: each run's stages, tasks and executions are
 # named by it.
 TRAINER_ID = "Trainer"
+
+
+def vertex_job_args(job: VertexJobConfig, config: PipelineConfig) -> dict:
+  """A custom job's project and CustomJob fields (job_spec) for `job`'s worker pool, as TFX's
+  Vertex job client reads them. The job restarts when a worker restarts (a TPU VM's
+  maintenance event): the Trainer resumes from its latest checkpoint, a GLUE job starts its
+  task again."""
+  machine_spec = {"machine_type": job.machine_type,
+                  "accelerator_type": job.accelerator_type,
+                  "accelerator_count": job.accelerator_count}
+  if job.tpu_topology:
+    machine_spec["tpu_topology"] = job.tpu_topology
+  scheduling = {"restart_job_on_worker_restart": True}
+  if job.timeout_hours:
+    scheduling["timeout"] = f"{round(job.timeout_hours * 3600)}s"
+  args = {"project": config.vertex.project,
+          "job_spec": {
+              "worker_pool_specs": [{"machine_spec": machine_spec, "replica_count": 1,
+                                     "container_spec": {"image_uri": job.image}}],
+              "scheduling": scheduling}}
+  if config.vertex.service_account:
+    args["job_spec"]["service_account"] = config.vertex.service_account
+  return args
+
+
+def glue_vertex_job(config: PipelineConfig) -> dict | None:
+  """What GlueEvaluator needs to run each task as a Vertex custom job (glue.vertex), or None
+  (fine-tuning in its own process)."""
+  if config.glue.vertex is None:
+    return None
+  args = vertex_job_args(config.glue.vertex, config)
+  return {"project": args.pop("project"), "region": config.vertex.region, "job_args": args}
 
 
 def trainer_custom_config(config: PipelineConfig) -> dict:
@@ -43,30 +75,13 @@ def trainer_custom_config(config: PipelineConfig) -> dict:
   if training.retrain_same_span:
     custom[contract.RETRAIN_SAME_SPAN_KEY] = True
   if training.vertex is not None:
-    vertex = config.vertex
-    machine_spec = {"machine_type": training.vertex.machine_type,
-                    "accelerator_type": training.vertex.accelerator_type,
-                    "accelerator_count": training.vertex.accelerator_count}
-    if training.vertex.tpu_topology:
-      machine_spec["tpu_topology"] = training.vertex.tpu_topology
-    # The job restarts when a worker restarts (a TPU VM's maintenance event); the trainer
-    # resumes from the latest checkpoint in its model_dir.
-    scheduling = {"restart_job_on_worker_restart": True}
-    if training.vertex.timeout_hours:
-      scheduling["timeout"] = f"{round(training.vertex.timeout_hours * 3600)}s"
-    job = {"project": vertex.project,
-           "job_spec": {
-               "worker_pool_specs": [{"machine_spec": machine_spec, "replica_count": 1,
-                                      "container_spec": {"image_uri": training.vertex.image}}],
-               "scheduling": scheduling}}
-    if vertex.service_account:
-      job["job_spec"]["service_account"] = vertex.service_account
+    job = vertex_job_args(training.vertex, config)
     ai_platform = tfx.extensions.google_cloud_ai_platform
     # Checkpoints outside the task's outputs, named by what the run trains: a retried task
     # (training.vertex.retries) and a new run of the same inputs resume where it stopped.
     custom[contract.CHECKPOINT_ROOT_KEY] = os.path.join(config.root, "checkpoints")
     custom.update({ai_platform.ENABLE_VERTEX_KEY: True,
-                   ai_platform.VERTEX_REGION_KEY: vertex.region,
+                   ai_platform.VERTEX_REGION_KEY: config.vertex.region,
                    ai_platform.TRAINING_ARGS_KEY: job})
   return custom
 
@@ -106,7 +121,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       tolerance=config.glue.tolerance,
       finetune_config=json.dumps(config.glue.finetune),
       lower_case=config.data.lower_case,
-      pipeline_name=config.name)
+      pipeline_name=config.name,
+      runtime=config.glue.runtime,
+      vertex_job=glue_vertex_job(config))
 
   pusher = BertPusher(
       model=trainer.outputs["model"],

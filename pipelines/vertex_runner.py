@@ -56,8 +56,9 @@ def check_config(config: PipelineConfig) -> None:
   if not config.is_cloud:
     raise UserError(f"root {config.root!r} must be a gs:// path for Vertex")
   check_image(config.vertex.image, "vertex.image")
-  if config.training.vertex is not None:
-    check_image(config.training.vertex.image, "training.vertex.image")
+  for key, job in (("training", config.training.vertex), ("glue", config.glue.vertex)):
+    if job is not None:
+      check_image(job.image, f"{key}.vertex.image")
   flag = "--sdk_container_image="
   for argument in config.beam_pipeline_args:
     if argument.startswith(flag):

@@ -138,13 +138,81 @@ def test_the_training_image_installs_its_lock_and_the_tpu_build_of_the_same_tens
   assert 'ENTRYPOINT ["python", "-m", "trainer.job"]' in dockerfile
 
 
-def test_the_training_lock_installs_everything_the_trainer_imports_and_no_tfx():
+def _module_file(name: str) -> pathlib.Path | None:
+  path = REPO / name.replace(".", "/")
+  for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+    if candidate.exists():
+      return candidate
+  return None
+
+
+def _import_nodes(path: pathlib.Path) -> list[ast.Import | ast.ImportFrom]:
+  """A file's imports, functions included, but not those that never run for a caller: under
+  `if TYPE_CHECKING:`, or in a package's lazy `__getattr__` (components/__init__.py's)."""
+  nodes = []
+  pending: list[ast.AST] = [ast.parse(path.read_text(encoding="utf-8"))]
+  while pending:
+    node = pending.pop()
+    if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and (
+        node.test.id == "TYPE_CHECKING"):
+      pending += node.orelse
+      continue
+    if isinstance(node, ast.FunctionDef) and node.name == "__getattr__":
+      continue
+    if isinstance(node, ast.Import | ast.ImportFrom):
+      nodes.append(node)
+    pending += ast.iter_child_nodes(node)
+  return nodes
+
+
+def _import_closure(module: str) -> set[pathlib.Path]:
+  """The files of this repo that importing `module` and calling its functions can import:
+  every own module it imports (functions included), and theirs, and their packages'."""
+  own = {"trainer", "components", "pipelines"}
+  seen: set[pathlib.Path] = set()
+  pending = [module]
+  while pending:
+    name = pending.pop()
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):  # a module imports its packages' __init__ first
+      path = _module_file(".".join(parts[:i]))
+      if path is None or path in seen:
+        continue
+      seen.add(path)
+      for node in _import_nodes(path):
+        if isinstance(node, ast.Import):
+          pending += [a.name for a in node.names if a.name.split(".")[0] in own]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and (
+            node.module.split(".")[0] in own):
+          pending += [f"{node.module}.{a.name}" if _module_file(f"{node.module}.{a.name}")
+                      else node.module for a in node.names]
+  return seen
+
+
+def _imports_of(paths) -> set[str]:
+  modules = set()
+  for path in paths:
+    for node in _import_nodes(path):
+      if isinstance(node, ast.Import):
+        modules.update(alias.name.split(".")[0] for alias in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        modules.add(node.module.split(".")[0])
+  return modules
+
+
+def test_the_training_lock_installs_everything_the_trainer_and_the_glue_job_import_and_no_tfx():
+  # The training image runs `python -m trainer.job` and `python -m components.glue_eval.job`.
   installed = _unconditional_pins("lock-train.txt")
   assert not installed & {"tfx", "apache-beam", "tensorflow-transform", "ml-metadata"}
   distributions = importlib.metadata.packages_distributions()
+  glue_job = _import_closure("components.glue_eval.job")
+  assert REPO / "components/glue_eval/finetune.py" in glue_job
+  assert not any(path.is_relative_to(REPO / "pipelines") for path in glue_job)
   missing = {}
-  for module in _imported_modules(REPO / "trainer") - {"trainer"} - set(sys.stdlib_module_names):
+  for module in ((_imported_modules(REPO / "trainer") | _imports_of(glue_job))
+                 - {"trainer", "components"} - set(sys.stdlib_module_names)):
     names = {re.sub(r"[-_.]+", "-", d).lower() for d in distributions.get(module, [module])}
     if not names & installed:
       missing[module] = sorted(names)
-  assert missing == {}, f"imported by trainer/ but not installed by lock-train.txt: {missing}"
+  assert missing == {}, f"imported by trainer/ or the GLUE job but not installed by " \
+                        f"lock-train.txt: {missing}"

@@ -155,10 +155,12 @@ def split_cpu(devices: int) -> None:
                     "starts (a new process)") from e
 
 
-def _strategy(params, cpu_devices: int) -> tf.distribute.Strategy:
-  """The run's strategy; raises UserError when the accelerator it asks for is not here (a job
-  that asked for a TPU or GPUs must not train on the CPU, or die in a TPU op's traceback)."""
-  runtime = params.runtime
+def strategy_for(runtime, cpu_devices: int = 0) -> tf.distribute.Strategy:
+  """The strategy of Model Garden's RuntimeConfig `runtime` (mirrored over `cpu_devices`
+  logical CPUs when it names no GPU and cpu_devices > 1; split_cpu makes them); raises
+  UserError when the accelerator it asks for is not here (a job that asked for a TPU or GPUs
+  must not train on the CPU, or die in a TPU op's traceback). The Trainer and the GLUE
+  fine-tuning jobs (components/glue_eval/job.py) both run under it."""
   if runtime.distribution_strategy == "mirrored" and runtime.num_gpus == 0 and cpu_devices > 1:
     return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(cpu_devices)])
   gpus = len(tf.config.list_physical_devices("GPU"))
@@ -176,7 +178,7 @@ def _strategy(params, cpu_devices: int) -> tf.distribute.Strategy:
     if runtime.distribution_strategy != "tpu":
       raise
     raise UserError(f"runtime.distribution_strategy is tpu but TensorFlow finds no TPU here "
-                    f"(runtime.tpu {runtime.tpu!r}: {first_line(e)}); train on a TPU VM with the "
+                    f"(runtime.tpu {runtime.tpu!r}: {first_line(e)}); run on a TPU VM with the "
                     "training image (Dockerfile.train), or set runtime.distribution_strategy "
                     "to one_device or mirrored") from None
 
@@ -202,7 +204,7 @@ def run_experiment(params, model_dir: str, mode: str, cpu_devices: int = 0) -> N
   # on GPU; on CPU only with TF_XLA_FLAGS=--tf_xla_cpu_global_jit.
   tf.config.optimizer.set_jit("autoclustering" if params.runtime.enable_xla else False)
   performance.set_mixed_precision_policy(params.runtime.mixed_precision_dtype or tf.float32)
-  strategy = _strategy(params, cpu_devices)
+  strategy = strategy_for(params.runtime, cpu_devices)
   # Python's, NumPy's and TensorFlow's seeds: tf_keras draws an unseeded initializer's seed
   # from Python's random module.
   tf_keras.utils.set_random_seed(params.task.init_seed)

@@ -42,7 +42,9 @@ Parameters:
     scored without a baseline, and the log says why.
 """
 
+import json
 import os
+import sys
 from typing import Any
 
 import tensorflow as tf
@@ -55,7 +57,8 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from components.common.artifacts import foreign
 from components.glue_eval import blessing as blessing_lib
-from components.glue_eval import evaluate, finetune
+from components.glue_eval import evaluate, finetune, jobs
+from components.glue_eval import job as job_lib
 from components.glue_eval import report as report_lib
 from components.glue_eval.tasks import ROTTEN_TOMATOES_TASK, parse_task_list
 from trainer import contract
@@ -69,6 +72,8 @@ BASELINE_MODEL_KEY = standard_component_specs.BASELINE_MODEL_KEY
 EVALUATION_KEY = standard_component_specs.EVALUATION_KEY
 BLESSING_KEY = standard_component_specs.BLESSING_KEY
 BASELINE_BLESSING_KEY = "baseline_blessing"
+# Under the evaluation: each local job's log (LocalJobsExecutor).
+JOB_LOGS_DIR = "job_logs"
 
 
 def _optional(input_dict: dict[str, list[types.Artifact]], key: str) -> types.Artifact | None:
@@ -87,6 +92,40 @@ def _check_baseline_pair(baseline_model: types.Artifact | None,
     raise ValueError(f"baseline_blessing {baseline_blessing.uri} blesses the model at "
                      f"{blessed_uri!r} but baseline_model is {baseline_model.uri!r}; pass both "
                      "outputs of one latest-blessed-model Resolver")
+
+
+def _gather_entries(output_dir: str, task_jobs: list[jobs.TaskJob]) -> dict[str, dict]:
+  """Each job's report entry, in the tasks' order."""
+  entries = {}
+  for task_job in task_jobs:
+    path = job_lib.entry_path(output_dir, task_job.task)
+    if not tf.io.gfile.exists(path):
+      raise jobs.JobsFailed(f"GLUE job {task_job.display_name!r} (task {task_job.task}) ended "
+                            f"without writing {path}")
+    with tf.io.gfile.GFile(path) as f:
+      entries[task_job.task] = json.load(f)
+  return entries
+
+
+def _evaluate_here(checkpoint: str, task_list, output_dir: str, exec_properties: dict[str, Any],
+                   config: finetune.FineTuneConfig, baseline_report: dict | None,
+                   policy: evaluate.BlessingPolicy, runtime: dict) -> dict:
+  """Every task in this process, under the runtime's strategy and precision."""
+  from official.modeling import performance
+
+  from trainer.train_lib import strategy_for
+
+  runtime_config = job_lib.runtime_config(runtime)
+  performance.set_mixed_precision_policy(runtime_config.mixed_precision_dtype or tf.float32)
+  try:
+    return evaluate.evaluate_glue(
+        checkpoint, task_list, output_dir, glue_dir=exec_properties["glue_dir"] or None,
+        tfds_data_dir=exec_properties["tfds_data_dir"] or None, config=config,
+        lower_case=bool(exec_properties["lower_case"]), baseline_report=baseline_report,
+        policy=policy, strategy=strategy_for(runtime_config), runtime=runtime)
+  finally:
+    # Process-wide: a later run in this process (LocalDagRunner) starts from float32.
+    performance.set_mixed_precision_policy(tf.float32)
 
 
 class Executor(evaluator_executor.Executor):
@@ -118,19 +157,50 @@ class Executor(evaluator_executor.Executor):
     if baseline_blessing is not None:
       _check_baseline_pair(baseline_model, baseline_blessing)
       baseline_report = blessing_lib.read_blessing_report(baseline_blessing)
-    report = evaluate.evaluate_glue(
-        os.path.join(model.uri, exec_properties["checkpoint_subdir"]),
-        parse_task_list(exec_properties["tasks"]), evaluation.uri,
-        glue_dir=exec_properties["glue_dir"] or None,
-        tfds_data_dir=exec_properties["tfds_data_dir"] or None,
-        config=finetune.FineTuneConfig.from_json(exec_properties["finetune_config"]),
-        lower_case=bool(exec_properties["lower_case"]), baseline_report=baseline_report,
-        policy=evaluate.BlessingPolicy(exec_properties["threshold"],
-                                       exec_properties["tolerance"]))
+    config = finetune.FineTuneConfig.from_json(exec_properties["finetune_config"])
+    policy = evaluate.BlessingPolicy(exec_properties["threshold"], exec_properties["tolerance"])
+    checkpoint = os.path.join(model.uri, exec_properties["checkpoint_subdir"])
+    task_list = parse_task_list(exec_properties["tasks"])
+    runtime = json.loads(exec_properties.get("runtime") or "{}")
+    vertex_job = json.loads(exec_properties.get("vertex_job") or "{}")
+    if vertex_job:
+      checkpoint_dir = evaluate.check_checkpoint(checkpoint, config)
+      task_jobs = jobs.task_jobs(
+          [task.name for task in task_list], checkpoint_dir, evaluation.uri,
+          glue_dir=exec_properties["glue_dir"], tfds_data_dir=exec_properties["tfds_data_dir"],
+          finetune_config=config.to_json(), lower_case=bool(exec_properties["lower_case"]),
+          runtime=runtime, name_prefix=f"{pipeline_name or 'glue'}-glue")
+      self._job_runner(vertex_job, evaluation.uri).run(task_jobs)
+      report = evaluate.finish_report(
+          checkpoint_dir, _gather_entries(evaluation.uri, task_jobs), evaluation.uri, config,
+          baseline_report, policy,
+          runtime={**runtime, "jobs": {job.task: job.display_name for job in task_jobs}})
+    else:
+      report = _evaluate_here(checkpoint, task_list, evaluation.uri, exec_properties, config,
+                              baseline_report, policy, runtime)
     evaluation.set_float_custom_property(contract.GLUE_SCORE, report["glue_score"])
     blessing_lib.write_model_blessing(
         blessing, model, blessing_lib.BlessingDecision(**report["blessing"]),
         os.path.join(evaluation.uri, report_lib.REPORT_JSON), baseline_model, pipeline_name)
+
+  def _job_runner(self, vertex_job: dict, output_dir: str) -> jobs.VertexJobs | jobs.LocalJobs:
+    """Where the GLUE jobs run: Vertex custom jobs with vertex_job's project, region and job
+    args (pipelines/pipeline.py writes them)."""
+    del output_dir
+    return jobs.VertexJobs(vertex_job["project"], vertex_job["region"], vertex_job["job_args"])
+
+
+class LocalJobsExecutor(Executor):
+  """The same jobs as local processes of the training interpreter, TOKENDROP_TRAIN_PYTHON
+  (scripts/in-env's stand-in for the training image), or this one: what a rehearsal
+  (pipelines/rehearsal) runs in place of Executor's Vertex jobs. Logs go to the evaluation's
+  job_logs/."""
+
+  def _job_runner(self, vertex_job: dict, output_dir: str) -> jobs.LocalJobs:
+    del vertex_job
+    python = os.environ.get("TOKENDROP_TRAIN_PYTHON") or sys.executable
+    return jobs.LocalJobs(python, os.path.join(output_dir, JOB_LOGS_DIR),
+                          parallel=min(2, os.cpu_count() or 1))
 
 
 class GlueEvaluatorSpec(ComponentSpec):
@@ -144,6 +214,8 @@ class GlueEvaluatorSpec(ComponentSpec):
       "finetune_config": ExecutionParameter(type=str),
       "lower_case": ExecutionParameter(type=int),
       "pipeline_name": ExecutionParameter(type=str, optional=True),
+      "runtime": ExecutionParameter(type=str, optional=True),
+      "vertex_job": ExecutionParameter(type=str, optional=True),
   }
   INPUTS = {
       MODEL_KEY: ChannelParameter(type=standard_artifacts.Model),
@@ -169,9 +241,11 @@ class GlueEvaluator(base_beam_component.BaseBeamComponent):
                tasks: str = ROTTEN_TOMATOES_TASK, glue_dir: str = "", tfds_data_dir: str = "",
                checkpoint_subdir: str = DEFAULT_CHECKPOINT_SUBDIR, threshold: float = 0.0,
                tolerance: float = 0.0, finetune_config: str = "{}", lower_case: bool = True,
-               pipeline_name: str = ""):
+               pipeline_name: str = "", runtime: dict | None = None,
+               vertex_job: dict | None = None):
     parse_task_list(tasks)  # A wrong task name fails here, not hours later on Vertex.
     finetune.FineTuneConfig.from_json(finetune_config)
+    job_lib.runtime_config(runtime or {})
     evaluate.BlessingPolicy(threshold, tolerance)
     super().__init__(spec=GlueEvaluatorSpec(
         model=model, baseline_model=baseline_model, baseline_blessing=baseline_blessing,
@@ -180,4 +254,6 @@ class GlueEvaluator(base_beam_component.BaseBeamComponent):
         tasks=tasks, glue_dir=glue_dir, tfds_data_dir=tfds_data_dir,
         checkpoint_subdir=checkpoint_subdir, threshold=float(threshold),
         tolerance=float(tolerance), finetune_config=finetune_config,
-        lower_case=int(lower_case), pipeline_name=pipeline_name))
+        lower_case=int(lower_case), pipeline_name=pipeline_name,
+        runtime=json.dumps(runtime or {}, sort_keys=True),
+        vertex_job=json.dumps(vertex_job, sort_keys=True) if vertex_job else ""))

@@ -107,6 +107,9 @@ class FineTuneConfig:
   def to_dict(self) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), sort_keys=True)
+
 
 @dataclasses.dataclass(frozen=True)
 class Run:
@@ -168,10 +171,42 @@ def encode_split(encoder: PairEncoder, examples: list[Example], task: Task) -> E
   return EncodedSplit(encoder.encode(examples), labels)
 
 
+def _padded_rows(count: int, multiple: int) -> np.ndarray:
+  """Row indices that fill `count` rows up to a multiple of `multiple` with repeats of the
+  first rows: static batch shapes for TPUs (and every replica a full share), without a
+  zero-token row that an attention mask would leave with nothing to attend to."""
+  return np.arange(-count % multiple) % count
+
+
 def _predict(model: tf_keras.Model, features: dict[str, np.ndarray], regression: bool,
              batch_size: int) -> np.ndarray:
-  outputs = model.predict(features, batch_size=batch_size, verbose=0)
+  """Predictions for every row: the last batch is padded to full size (static shapes) and the
+  padding's predictions are dropped, so every dev example is scored once."""
+  count = len(next(iter(features.values())))
+  rows = np.concatenate([np.arange(count), _padded_rows(count, batch_size)])
+  dataset = tf.data.Dataset.from_tensor_slices({name: values[rows] for name, values in
+                                                features.items()}).batch(batch_size,
+                                                                         drop_remainder=True)
+  # Mixed precision's logits are bfloat16 or float16; metrics read float32.
+  outputs = np.asarray(model.predict(dataset, verbose=0), np.float32)[:count]
   return outputs[:, 0] if regression else np.argmax(outputs, axis=-1)
+
+
+def train_dataset(train: EncodedSplit, regression: bool, batch_size: int,
+                  seed: int) -> tf.data.Dataset:
+  """(features, labels, weights) in batches of exactly `batch_size`: each epoch shuffles the
+  examples and pads the last batch with zero-weight repeats, which add nothing to the loss or
+  the gradients (Keras divides a batch's weighted loss by its full size)."""
+  count = len(train.labels)
+  # Regression's head outputs [batch, 1]; its labels get the same shape.
+  labels = train.labels[:, None] if regression else train.labels
+  examples = tf.data.Dataset.from_tensor_slices(
+      (train.features, labels, np.ones(count, np.float32))).shuffle(count, seed=seed)
+  pad = _padded_rows(count, batch_size)
+  padding = tf.data.Dataset.from_tensor_slices(
+      ({name: values[pad] for name, values in train.features.items()}, labels[pad],
+       np.zeros(len(pad), np.float32)))
+  return examples.concatenate(padding).batch(batch_size, drop_remainder=True)
 
 
 class GridProgress:
@@ -226,27 +261,35 @@ def steps_per_run(train_size: int, config: FineTuneConfig) -> int:
 def fine_tune_once(checkpoint_dir: str, task: Task, train: EncodedSplit,
                    dev: Mapping[str, EncodedSplit], learning_rate: float, seed: int,
                    config: FineTuneConfig, tensorboard_dir: str | None = None,
-                   callbacks: list[tf_keras.callbacks.Callback] = ()) -> Run:
-  """One fine-tuning run from the checkpoint, scored on every dev split."""
+                   callbacks: list[tf_keras.callbacks.Callback] = (),
+                   strategy: tf.distribute.Strategy | None = None) -> Run:
+  """One fine-tuning run from the checkpoint, scored on every dev split. Under `strategy`
+  (default: the current one) each step's batch is split over its replicas; the model computes
+  in the global mixed-precision policy (trainer.train_lib.strategy_for and Model Garden's
+  performance.set_mixed_precision_policy set both for a job)."""
   start = time.monotonic()
   regression = task.is_regression
+  strategy = strategy or tf.distribute.get_strategy()
   tf_keras.backend.clear_session()
   tf_keras.utils.set_random_seed(seed)
-  model = build_classifier(checkpoint_dir, task.num_classes, config.dropout_rate)
   steps = steps_per_run(len(train.labels), config)
-  model.compile(
-      optimizer=optimization.create_optimizer(learning_rate, num_train_steps=steps,
-                                              num_warmup_steps=int(config.warmup_fraction * steps)),
-      loss=(tf_keras.losses.MeanSquaredError() if regression else
-            tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
-  # Regression's head outputs [batch, 1]; its labels get the same shape.
-  labels = train.labels[:, None] if regression else train.labels
-  dataset = (tf.data.Dataset.from_tensor_slices((train.features, labels))
-             .shuffle(len(labels), seed=seed).batch(config.batch_size))
+  with strategy.scope():
+    model = build_classifier(checkpoint_dir, task.num_classes, config.dropout_rate)
+    optimizer = optimization.create_optimizer(
+        learning_rate, num_train_steps=steps, num_warmup_steps=int(config.warmup_fraction * steps))
+    # Model Garden's AdamWeightDecay clips each replica's gradients before they are summed
+    # (TF1's math); Keras' global_clipnorm clips their sum, as one device does, so N replicas
+    # train what one device trains.
+    optimizer.global_clipnorm, optimizer.gradient_clip_norm = optimizer.gradient_clip_norm, 0.0
+    model.compile(
+        optimizer=optimizer,
+        loss=(tf_keras.losses.MeanSquaredError() if regression else
+              tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
   callbacks = list(callbacks)
   if tensorboard_dir:
     callbacks.append(tf_keras.callbacks.TensorBoard(tensorboard_dir, write_graph=False))
-  model.fit(dataset, epochs=config.epochs, verbose=0, callbacks=callbacks)
+  model.fit(train_dataset(train, regression, config.batch_size, seed), epochs=config.epochs,
+            verbose=0, callbacks=callbacks)
   predictions = {split: _predict(model, data.features, regression, config.batch_size * 4)
                  for split, data in dev.items()}
   values = metrics.task_metrics(task, {split: data.labels for split, data in dev.items()},
@@ -263,10 +306,22 @@ def _median_score(runs: list[Run]) -> float:
   return statistics.median(-math.inf if math.isnan(s) else s for s in scores)
 
 
+def check_replicas(config: FineTuneConfig, strategy: tf.distribute.Strategy) -> None:
+  """Each replica takes an equal share of every batch."""
+  replicas = strategy.num_replicas_in_sync
+  if config.batch_size % replicas:
+    raise UserError(f"fine-tuning batch_size {config.batch_size} does not split over the "
+                    f"{replicas} replicas of {type(strategy).__name__}; use a multiple of "
+                    f"{replicas}")
+
+
 def fine_tune_task(checkpoint_dir: str, task_data: TaskData, encoder: PairEncoder,
-                   config: FineTuneConfig, tensorboard_dir: str | None = None) -> TaskResult:
+                   config: FineTuneConfig, tensorboard_dir: str | None = None,
+                   strategy: tf.distribute.Strategy | None = None) -> TaskResult:
   """Every (learning rate, seed) run; the learning rate with the best median dev score wins."""
   task = task_data.task
+  strategy = strategy or tf.distribute.get_strategy()
+  check_replicas(config, strategy)
   train = encode_split(encoder, task_data.train.examples[:config.max_train_examples], task)
   dev = {split: encode_split(encoder, data.examples, task) for split, data in task_data.dev.items()}
   runs = []
@@ -276,7 +331,7 @@ def fine_tune_task(checkpoint_dir: str, task_data: TaskData, encoder: PairEncode
     log_dir = (os.path.join(tensorboard_dir, task.name, f"lr{learning_rate:g}_seed{seed}")
                if tensorboard_dir else None)
     runs.append(fine_tune_once(checkpoint_dir, task, train, dev, learning_rate, seed, config,
-                               log_dir, [_StepCallback(progress, number)]))
+                               log_dir, [_StepCallback(progress, number)], strategy))
   by_rate = {rate: [run for run in runs if run.learning_rate == rate]
              for rate in config.learning_rates}
   # max() keeps the first of equal scores: the grid's order breaks ties.

@@ -24,34 +24,41 @@ REPORT_CHART = contract.GLUE_REPORT_PNG
 TENSORBOARD_DIR = "tensorboard"
 
 
-def build_report(checkpoint_dir: str, results: Mapping[str, tuple[TaskData, TaskResult]],
-                 config: FineTuneConfig) -> dict:
-  """The JSON report: per task its median metrics, best lr, sizes, and every seed's run."""
-  tasks = {}
-  for name, (data, result) in results.items():
-    splits = {"train": data.train, **data.dev}
-    tasks[name] = {
-        "display_name": data.task.display_name,
-        "metrics": result.metrics,
-        "score": result.score,
-        "best_learning_rate": result.best_learning_rate,
-        "train_size": result.train_size,
-        "dev_sizes": result.dev_sizes,
-        "sources": {split: s.source for split, s in splits.items()},
-        "malformed_rows": {split: s.malformed_rows for split, s in splits.items()},
-        "malformed_examples": {split: list(s.malformed_examples) for split, s in splits.items()
-                               if s.malformed_examples},
-        "seeds": [{"seed": run.seed, "metrics": run.metrics, "score": run.score}
-                  for run in result.runs if run.learning_rate == result.best_learning_rate],
-        "runs": [{"learning_rate": run.learning_rate, "seed": run.seed, "metrics": run.metrics,
-                  "score": run.score} for run in result.runs],
-    }
+def task_entry(data: TaskData, result: TaskResult) -> dict:
+  """One task's part of the report: its median metrics, best lr, sizes, sources and every
+  (learning rate, seed) run. A GLUE job (components/glue_eval/job.py) writes it as JSON."""
+  splits = {"train": data.train, **data.dev}
   return {
+      "display_name": data.task.display_name,
+      "metrics": result.metrics,
+      "score": result.score,
+      "best_learning_rate": result.best_learning_rate,
+      "train_size": result.train_size,
+      "dev_sizes": result.dev_sizes,
+      "sources": {split: s.source for split, s in splits.items()},
+      "malformed_rows": {split: s.malformed_rows for split, s in splits.items()},
+      "malformed_examples": {split: list(s.malformed_examples) for split, s in splits.items()
+                             if s.malformed_examples},
+      "seeds": [{"seed": run.seed, "metrics": run.metrics, "score": run.score}
+                for run in result.runs if run.learning_rate == result.best_learning_rate],
+      "runs": [{"learning_rate": run.learning_rate, "seed": run.seed, "metrics": run.metrics,
+                "score": run.score} for run in result.runs],
+  }
+
+
+def build_report(checkpoint_dir: str, tasks: Mapping[str, dict], config: FineTuneConfig,
+                 runtime: Mapping | None = None) -> dict:
+  """The JSON report from each task's entry (task_entry), in the given order; `runtime` is
+  where the fine-tuning ran (strategy, precision, and the jobs when there were any)."""
+  report = {
       "checkpoint": checkpoint_dir,
       "glue_score": metrics.glue_score(task["score"] for task in tasks.values()),
-      "tasks": tasks,
+      "tasks": dict(tasks),
       "finetune_config": config.to_dict(),
   }
+  if runtime:
+    report["runtime"] = dict(runtime)
+  return report
 
 
 def read_report(path: str) -> dict:

@@ -22,7 +22,7 @@ Before training, each executor:
 `Executor` trains in this process (TFX's GenericExecutor). `VertexExecutor` submits a Vertex
 CustomJob and waits for it, through TFX's Vertex job client and polling loop. The job runs
 the training image's own command, `python -m trainer.job --fn_args JSON` (trainer/job.py),
-not TFX's run_executor: the training image has TensorFlow built for TPU VMs and no TFX. The
+not TFX's run_executor (components/common/vertex_jobs.py): the training image has TensorFlow built for TPU VMs and no TFX. The
 JSON holds the FnArgs that TFX's Trainer makes for run_fn, so the job trains what `Executor`
 would. The figures are read here, from the export the job wrote (gs://). The rehearsal
 (pipelines/rehearsal) runs `Executor` in place of `VertexExecutor`, by class path.
@@ -39,12 +39,11 @@ from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_executor
 from tfx.extensions.google_cloud_ai_platform import constants as vertex_constants
-from tfx.extensions.google_cloud_ai_platform import runner as vertex_runner
-from tfx.extensions.google_cloud_ai_platform import training_clients
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import json_utils
 
+from components.common import vertex_jobs
 from components.common.artifacts import foreign, set_custom_properties
 from trainer import contract, job
 
@@ -198,20 +197,6 @@ def job_command(fn_args: dict[str, Any]) -> list[str]:
   return ["python", "-m", "trainer.job", "--fn_args", json.dumps(fn_args, sort_keys=True)]
 
 
-class TrainingJobClient(training_clients.VertexJobClient):
-  """TFX's Vertex job client, whose job runs the training image's command (job_command)
-  instead of TFX's run_executor."""
-
-  def __init__(self, vertex_region: str, fn_args: dict[str, Any]):
-    super().__init__(vertex_region)
-    self._fn_args = fn_args
-
-  def generate_container_command(self, input_dict, output_dict, exec_properties,
-                                 executor_class_path) -> list[str]:
-    del input_dict, output_dict, exec_properties, executor_class_path
-    return job_command(self._fn_args)
-
-
 class VertexExecutor(base_executor.BaseExecutor):
   """Trains in a Vertex CustomJob running trainer.job, then records the key figures on the
   Model. custom_config carries the job as TFX's Vertex Trainer reads it (TRAINING_ARGS_KEY,
@@ -227,11 +212,8 @@ class VertexExecutor(base_executor.BaseExecutor):
     job_args = dict(custom_config[vertex_executor.TRAINING_ARGS_KEY])
     project = job_args.pop("project")
     region = custom_config[vertex_constants.VERTEX_REGION_KEY]
-    client = TrainingJobClient(region, job_fn_args(input_dict, output_dict, exec_properties))
-    custom_job = client.create_training_job(
-        input_dict, output_dict, exec_properties, executor_class_path=job.__name__,
-        job_args=job_args, job_id=custom_config.get(vertex_executor.JOB_ID_KEY), job_labels=None)
-    # TFX's launch-and-poll loop (it retries the polling on connection errors).
-    vertex_runner._launch_cloud_training(  # noqa: SLF001
-        project=project, training_job=custom_job, enable_vertex=True, vertex_region=region)
+    custom_job = vertex_jobs.command_job(
+        region, job_command(job_fn_args(input_dict, output_dict, exec_properties)), job_args,
+        custom_config.get(vertex_executor.JOB_ID_KEY), executor_class_path=job.__name__)
+    vertex_jobs.run_job(project, region, custom_job)
     record_training_figures(input_dict, output_dict, exec_properties)

@@ -35,7 +35,8 @@ import importlib
 # nothing beyond the standard library (see task_process.py).
 _PUBLIC = {"Rehearsal": "run", "rehearse": "run", "RehearsalResult": "run", "TaskRun": "run",
            "default_work_dir": "run", "rehearsal_config": "spec", "REHEARSAL_BEAM_ARGS": "spec",
-           "VERTEX_TRAINER_EXECUTOR": "spec", "LOCAL_TRAINER_EXECUTOR": "spec"}
+           "VERTEX_TRAINER_EXECUTOR": "spec", "LOCAL_TRAINER_EXECUTOR": "spec",
+           "GLUE_LOCAL_JOBS_EXECUTOR": "spec"}
 
 
 def __getattr__(name: str):

@@ -80,6 +80,7 @@ class RehearsalResult:
   tasks: dict[str, TaskRun]  # in the order they ran
   published: str | None  # the version directory BertPusher wrote, if it pushed
   trainer_swapped: bool  # a Vertex CustomJob trainer ran as the in-process executor
+  glue_jobs_local: bool  # GLUE's Vertex custom jobs ran as local processes
   task_python: str  # the interpreter each task's `python` ran on (launcher.task_python())
 
 
@@ -157,6 +158,9 @@ class Rehearsal:
         if self.job.trainer_swapped:
           log.write(f"Trainer: {spec.VERTEX_TRAINER_EXECUTOR} (a Vertex CustomJob) swapped "
                     f"for {spec.LOCAL_TRAINER_EXECUTOR} (in-process)\n")
+        if self.job.glue_jobs_local:
+          log.write(f"GlueEvaluator: {spec.GLUE_LOCAL_JOBS_EXECUTOR} runs each GLUE task's "
+                    "Vertex custom job command as a local process\n")
         log.flush()
         tasks = _run_dag(self.job, run_name, log, self._record, self._launcher, observer)
     except BaseException:
@@ -165,7 +169,8 @@ class Rehearsal:
       self._launcher = None
       raise
     return RehearsalResult(self.job.path, log_path, tasks, _published(tasks),
-                           self.job.trainer_swapped, self.task_python)
+                           self.job.trainer_swapped, self.job.glue_jobs_local,
+                           self.task_python)
 
 
 def rehearse(config: PipelineConfig, work_dir: str | None = None,

@@ -13,6 +13,9 @@ a Rehearsal (pipelines/rehearsal/run.py). In memory, two patches:
   --executor_class_path becomes the in-process Trainer executor (components/pretrain), every
   other argument unchanged; the rehearsal says so (RehearsalResult.trainer_swapped, and the
   log).
+- GlueEvaluator's executor becomes its LocalJobsExecutor: with glue.vertex set, the GLUE
+  jobs' commands (components/glue_eval/job.py) run as local processes instead of Vertex
+  custom jobs, every argument the same (RehearsalResult.glue_jobs_local, and the log).
 - TFX's compiler writes task constants in the older `runtimeValue.constantValue` form
   (intValue, doubleValue, stringValue), which kfp.local's make_task_arguments rejects; they
   are rewritten to `constant` values.
@@ -34,6 +37,7 @@ import os
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from components.glue_eval import component as glue_component
 from components.pretrain import executor as pretrain_executor
 from pipelines import vertex_runner
 from pipelines.config import PipelineConfig
@@ -51,6 +55,10 @@ def _class_path(cls: type) -> str:
 
 VERTEX_TRAINER_EXECUTOR = _class_path(pretrain_executor.VertexExecutor)
 LOCAL_TRAINER_EXECUTOR = _class_path(pretrain_executor.Executor)
+GLUE_EXECUTOR = _class_path(glue_component.Executor)
+GLUE_LOCAL_JOBS_EXECUTOR = _class_path(glue_component.LocalJobsExecutor)
+# Each executor a rehearsal runs in place of one that would start Vertex custom jobs.
+SWAPS = {VERTEX_TRAINER_EXECUTOR: LOCAL_TRAINER_EXECUTOR, GLUE_EXECUTOR: GLUE_LOCAL_JOBS_EXECUTOR}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +69,7 @@ class CompiledJob:
   executors: dict[str, dict]  # executor label -> its deploymentSpec entry
   pipeline_root: str
   trainer_swapped: bool  # a Vertex CustomJob trainer runs as the in-process executor
+  glue_jobs_local: bool  # GLUE's Vertex custom jobs run as local processes
 
 
 def rehearsal_config(config: PipelineConfig, pipeline_root: str) -> PipelineConfig:
@@ -87,12 +96,14 @@ def compile_job(config: PipelineConfig, work_dir: str) -> CompiledJob:
   path = vertex_runner.compile_for_rehearsal(config, os.path.join(work_dir, PIPELINE_JSON))
   with open(path, encoding="utf-8") as f:
     job = json.load(f)
-  trainer_swapped = swap_vertex_trainer(job["pipelineSpec"])
+  glue_jobs = runs_glue_jobs(job["pipelineSpec"])
+  swapped = swap_executors(job["pipelineSpec"])
   spec = kfp_local_spec(job["pipelineSpec"])
   executors = {label: json_format.MessageToDict(executor)
                for label, executor in spec.deployment_spec["executors"].items()}
   return CompiledJob(path, spec, executors, job["runtimeConfig"]["gcsOutputDirectory"],
-                     trainer_swapped)
+                     VERTEX_TRAINER_EXECUTOR in swapped,
+                     glue_jobs and GLUE_EXECUTOR in swapped)
 
 
 def kfp_local_spec(pipeline_spec: dict) -> pipeline_spec_pb2.PipelineSpec:
@@ -109,17 +120,26 @@ def kfp_local_spec(pipeline_spec: dict) -> pipeline_spec_pb2.PipelineSpec:
   return spec
 
 
-def swap_vertex_trainer(pipeline_spec: dict) -> bool:
-  """Points a Vertex trainer's --executor_class_path at the in-process executor; whether any
-  executor was swapped."""
-  swapped = False
+def swap_executors(pipeline_spec: dict) -> set[str]:
+  """Points each --executor_class_path in SWAPS at its stand-in; the class paths swapped."""
+  swapped = set()
   for executor in pipeline_spec["deploymentSpec"]["executors"].values():
     args = executor.get("container", {}).get("args", [])
     for i in range(len(args) - 1):
-      if args[i] == EXECUTOR_CLASS_FLAG and args[i + 1] == VERTEX_TRAINER_EXECUTOR:
-        args[i + 1] = LOCAL_TRAINER_EXECUTOR
-        swapped = True
+      if args[i] == EXECUTOR_CLASS_FLAG and args[i + 1] in SWAPS:
+        swapped.add(args[i + 1])
+        args[i + 1] = SWAPS[args[i + 1]]
   return swapped
+
+
+def runs_glue_jobs(pipeline_spec: dict) -> bool:
+  """Whether a GlueEvaluator task in the (unpatched) spec starts Vertex jobs: its vertex_job
+  parameter is set (pipelines/pipeline.py, glue.vertex)."""
+  for task in pipeline_spec["root"]["dag"]["tasks"].values():
+    parameter = task.get("inputs", {}).get("parameters", {}).get("vertex_job", {})
+    if parameter.get("runtimeValue", {}).get("constantValue", {}).get("stringValue"):
+      return True
+  return False
 
 
 def restore_artifact_types(executor_input: pipeline_spec_pb2.ExecutorInput,

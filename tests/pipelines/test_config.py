@@ -91,9 +91,9 @@ def test_a_tpu_job_whose_strategy_is_not_tpu_is_refused_but_its_miniature_runs_o
     config_lib.load(VERTEX, {"training": {"params_override": {"runtime": {
         "distribution_strategy": "mirrored"}}}})
   assert str(error.value) == (
-      "training: the custom job asks for TPU_V3 but runtime.distribution_strategy is "
-      "'mirrored', which would train on the TPU VM's CPU; set training.params_override "
-      "runtime.distribution_strategy: tpu (and runtime.tpu: local)")
+      "training: the custom job asks for TPU_V3 but training.params_override "
+      "runtime.distribution_strategy is 'mirrored', which would run on the TPU VM's CPU; set "
+      "training.params_override runtime.distribution_strategy: tpu (and tpu: local)")
   miniature, _ = config_lib.load_miniature(VERTEX)
   assert miniature.training.params_override["runtime"]["distribution_strategy"] == "one_device"
   assert miniature.training.vertex == config_lib.load(VERTEX).training.vertex

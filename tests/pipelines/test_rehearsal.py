@@ -29,6 +29,8 @@ import yaml
 from google.protobuf import json_format
 
 from components.common import packaged_corpora
+from components.glue_eval import component as glue_component
+from components.glue_eval import job as glue_job
 from pipelines import config as config_lib
 from pipelines import rehearsal
 from pipelines.rehearsal import artifacts, spec
@@ -38,6 +40,11 @@ from trainer.errors import UserError
 
 PRODUCTION = "configs/pipeline_vertex_base_tpu.yaml"
 CONTAINER_TASKS = ("CorpusGen", "TokenizePack", "Trainer", "GlueEvaluator", "BertPusher")
+# The executors a rehearsal swaps: compiled -> run.
+SWAPPED = {"Trainer": ("components.pretrain.executor.VertexExecutor",
+                       "components.pretrain.executor.Executor"),
+           "GlueEvaluator": ("components.glue_eval.component.Executor",
+                             "components.glue_eval.component.LocalJobsExecutor")}
 BLESSING_RESOLVER = "latest_blessed_model-model-blessing-resolver"
 MODEL_RESOLVER = "latest_blessed_model-model-resolver"
 RUN_EXECUTOR = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
@@ -170,9 +177,10 @@ def test_each_task_started_through_its_container_entrypoint(rehearsals):
       argv = started[task]
       assert argv[:3] == [result.task_python, "-m", RUN_EXECUTOR]
       spec_args = executors[f"{task}_executor"]["container"]["args"]
-      if task == "Trainer":  # the one argument the rehearsal changes (see below)
-        assert spec_args[:2] == ["--executor_class_path", rehearsal.VERTEX_TRAINER_EXECUTOR]
-        spec_args = ["--executor_class_path", rehearsal.LOCAL_TRAINER_EXECUTOR]
+      if task in SWAPPED:  # the one argument the rehearsal changes (see below)
+        compiled, ran = SWAPPED[task]
+        assert spec_args[:2] == ["--executor_class_path", compiled]
+        spec_args = ["--executor_class_path", ran]
       assert argv[3:5] == spec_args[:2]  # --executor_class_path, as compiled
       assert argv[5] == "--json_serialized_invocation_args"
       assert json.loads(argv[6]) == result.tasks[task].executor_input
@@ -182,8 +190,10 @@ def test_each_task_started_through_its_container_entrypoint(rehearsals):
     # the tests' own interpreter has the test extra too.
     assert result.task_python == os.environ.get(RUNTIME_PYTHON_VARIABLE, sys.executable)
     assert result.task_python != sys.executable or RUNTIME_PYTHON_VARIABLE not in os.environ
-  # The production config's Vertex CustomJob trainer ran as the in-process executor.
+  # The production config's Vertex CustomJob trainer ran as the in-process executor, and its
+  # GLUE custom jobs as local processes.
   assert first.trainer_swapped and second.trainer_swapped and third.trainer_swapped
+  assert first.glue_jobs_local and second.glue_jobs_local and third.glue_jobs_local
 
 
 def _parameter(run, name: str):
@@ -223,6 +233,30 @@ def test_the_miniature_ran_the_production_data_options_experiment_xla_and_glue_t
   report = first.tasks["GlueEvaluator"].outputs["evaluation"]
   scored = json.loads((pathlib.Path(report["uri"]) / contract.GLUE_REPORT_JSON).read_text())
   assert sorted(scored["tasks"]) == sorted(production.glue.tasks.split(","))
+
+
+@pytest.mark.e2e
+def test_each_glue_task_ran_as_its_custom_job_command_in_the_training_environment(rehearsals):
+  production = config_lib.load(PRODUCTION)
+  evaluator = rehearsals.first.tasks["GlueEvaluator"]
+  vertex_job = json.loads(_parameter(evaluator, "vertex_job"))
+  assert vertex_job["job_args"]["job_spec"]["worker_pool_specs"][0]["machine_spec"][
+      "accelerator_type"] == production.glue.vertex.accelerator_type
+  evaluation = pathlib.Path(evaluator.outputs["evaluation"]["uri"])
+  report = json.loads((evaluation / contract.GLUE_REPORT_JSON).read_text())
+  jobs = report["runtime"]["jobs"]
+  assert sorted(jobs) == sorted(production.glue.tasks.split(","))
+  train_pins = (pathlib.Path("requirements/lock-train.txt").read_text())
+  for task, name in jobs.items():
+    log = (evaluation / glue_component.JOB_LOGS_DIR / f"{name}.log").read_text()
+    # The job's first line: where it ran. TOKENDROP_TRAIN_PYTHON stands in for the training
+    # image, whose TensorFlow is the training lock's.
+    header = next(line for line in log.splitlines() if "TensorFlow" in line)
+    version = header.split("TensorFlow ")[1].split()[0]
+    assert f"tensorflow=={version} " in train_pins, header
+    assert "OneDeviceStrategy with 1 replica(s), bfloat16" in header
+    entry = json.loads((evaluation / glue_job.TASKS_DIR / f"{task}.json").read_text())
+    assert entry == report["tasks"][task]
 
 
 @pytest.mark.e2e
@@ -460,7 +494,7 @@ def test_a_vertex_trainer_is_swapped_for_the_in_process_executor_and_nothing_els
       "Trainer_executor": {"container": {"args": list(vertex_args)}},
       "TokenizePack_executor": {"container": {"args": list(other_args)}},
       "latest_blessed_model-model-resolver_executor": {"resolver": {}}}}}
-  assert spec.swap_vertex_trainer(pipeline_spec)
+  assert spec.swap_executors(pipeline_spec) == {rehearsal.VERTEX_TRAINER_EXECUTOR}
   executors = pipeline_spec["deploymentSpec"]["executors"]
   assert executors["Trainer_executor"]["container"]["args"] == [
       "--executor_class_path", "components.pretrain.executor.Executor",

@@ -40,7 +40,8 @@ def results():
 
 @pytest.fixture(scope="module")
 def built(results):
-  return report.build_report("/models/tf2", results, CONFIG)
+  return report.build_report("/models/tf2", {name: report.task_entry(*pair)
+                                             for name, pair in results.items()}, CONFIG)
 
 
 def test_the_json_report_has_every_seed_the_best_lr_and_the_sizes(built):
