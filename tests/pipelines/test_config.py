@@ -76,7 +76,8 @@ def test_the_vertex_training_job_is_checked_against_the_vertex_api(capsys):
      "training.vertex.accelerator_type 'NVIDIA_TESLA_V100' is not a TPU type that Vertex "
      "trains TensorFlow on; the training image has TensorFlow for TPU VMs and no CUDA "
      "libraries, so choose from ['TPU_V2', 'TPU_V3', 'TPU_V4_POD', 'TPU_V5_LITEPOD']"),
-    ({"image": ""}, "training.vertex.image is empty: the training image (Dockerfile.train)"),
+    ({"image": ""}, "training.vertex.image is empty: the image (Dockerfile.train) that the "
+     "custom job runs"),
     ({"timeout_hours": -1}, "training.vertex.timeout_hours must be 0"),
     ({"retries": -1}, "training.vertex.retries must be 0 or more, got -1"),
 ])
@@ -97,6 +98,37 @@ def test_a_tpu_job_whose_strategy_is_not_tpu_is_refused_but_its_miniature_runs_o
   miniature, _ = config_lib.load_miniature(VERTEX)
   assert miniature.training.params_override["runtime"]["distribution_strategy"] == "one_device"
   assert miniature.training.vertex == config_lib.load(VERTEX).training.vertex
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"vertex": {"accelerator_type": "NVIDIA_TESLA_V100", "machine_type": "n1-standard-8"}},
+     "glue: the custom job asks for 8 NVIDIA_TESLA_V100 but glue.runtime.distribution_strategy"
+     " is 'tpu' with num_gpus 0; set glue.runtime.distribution_strategy: mirrored and "
+     "num_gpus: 8"),
+    ({"runtime": {"distribution_strategy": "one_device"}},
+     "glue: the custom job asks for TPU_V3 but glue.runtime.distribution_strategy is "
+     "'one_device', which would run on the TPU VM's CPU; set glue.runtime."
+     "distribution_strategy: tpu (and tpu: local)"),
+    ({"runtime": {"distribution_stratgy": "tpu"}}, "glue.runtime: bad GLUE runtime"),
+    ({"vertex": {"accelerator_type": "TPU_V9"}},
+     "glue.vertex.accelerator_type 'TPU_V9' is not a Vertex accelerator"),
+    ({"vertex": {"image": ""}}, "glue.vertex.image is empty"),
+])
+def test_the_glue_jobs_strategy_must_use_the_accelerator_they_ask_for(overrides, message):
+  with pytest.raises(UserError) as error:
+    config_lib.load(VERTEX, {"glue": overrides})
+  assert message in str(error.value)
+
+
+def test_glue_on_gpus_with_a_mirrored_strategy_loads_and_the_miniature_runs_on_cpu():
+  config = config_lib.load(VERTEX, {"glue": {
+      "vertex": {"accelerator_type": "NVIDIA_TESLA_V100", "accelerator_count": 4,
+                 "machine_type": "n1-standard-16"},
+      "runtime": {"distribution_strategy": "mirrored", "num_gpus": 4, "tpu": ""}}})
+  assert config.glue.vertex.accelerator_count == 4
+  miniature, _ = config_lib.load_miniature(VERTEX)
+  assert miniature.glue.runtime["distribution_strategy"] == "one_device"
+  assert miniature.glue.vertex == config_lib.load(VERTEX).glue.vertex
 
 
 def test_a_bad_training_image_reference_stops_compile(capsys):
