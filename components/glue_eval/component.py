@@ -40,6 +40,16 @@ Parameters:
   pipeline_name: the pipeline this evaluator belongs to, recorded on the blessing. A baseline
     blessed by another pipeline (contract.PIPELINE_NAME differs) is not used: the run is
     scored without a baseline, and the log says why.
+  runtime: Model Garden's RuntimeConfig keys as JSON (distribution_strategy, tpu, num_gpus,
+    mixed_precision_dtype): where each task fine-tunes. Empty: one device, float32.
+  vertex_job: JSON with project, region and job_args (a CustomJob's job_spec: worker pool,
+    machine, accelerator, image; pipelines/pipeline.py writes it from glue.vertex). Set: each
+    task runs as its own Vertex custom job, all at once, with the command of
+    components/glue_eval/job.py under `runtime`; the executor waits for every job and builds
+    the one report from their entries (evaluation's tasks/<task>.json). A failed job is an
+    error naming its task and job. Empty: the tasks run in this process, one by one.
+    LocalJobsExecutor, which a rehearsal runs instead, starts the same commands as local
+    processes.
 """
 
 import json

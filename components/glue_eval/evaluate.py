@@ -1,6 +1,9 @@
 """The whole evaluation: read every task, fine-tune, score, decide, write the reports.
 
-`tokendrop evaluate-glue` and the GlueEvaluator component both run `evaluate_glue`.
+`tokendrop evaluate-glue` and an in-process GlueEvaluator run `evaluate_glue`: every task here,
+one after the other. A GLUE job (job.py) runs `evaluate_task` for one task and writes its
+entry; a GlueEvaluator whose tasks ran as jobs builds the report from the entries with
+`finish_report`, as evaluate_glue does.
 """
 
 import dataclasses

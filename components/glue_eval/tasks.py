@@ -44,6 +44,11 @@ class Task:
   tfds_config: str | None = None
   tfds_text_features: tuple[str, ...] = ()
   tfds_dev_splits: tuple[tuple[str, str], ...] = (("dev", "validation"),)
+  # The sizes of the task's train and dev splits (all dev sets together), for
+  # `tokendrop pipeline plan`: the GLUE distribution's, as TFDS's glue catalog lists them;
+  # rt_sst2's as data.py splits the packaged sentences.
+  train_examples: int = 0
+  dev_examples: int = 0
 
   @property
   def is_regression(self) -> bool:
@@ -72,38 +77,47 @@ _ENTAILMENT = ("entailment", "not_entailment")
 GLUE_TASKS = (
     Task("CoLA", "CoLA", ("mcc",), _BINARY,
          layout=TsvLayout(text_columns=(3,), label_column=1, num_columns=4),
-         tfds_config="cola", tfds_text_features=("sentence",)),
+         tfds_config="cola", tfds_text_features=("sentence",),
+         train_examples=8_551, dev_examples=1_043),
     Task("SST-2", "SST-2", ("accuracy",), _BINARY,
          layout=TsvLayout(text_columns=("sentence",), label_column="label"),
-         tfds_config="sst2", tfds_text_features=("sentence",)),
+         tfds_config="sst2", tfds_text_features=("sentence",),
+         train_examples=67_349, dev_examples=872),
     Task("MRPC", "MRPC", ("f1", "accuracy"), _BINARY,
          layout=TsvLayout(text_columns=("#1 String", "#2 String"), label_column="Quality"),
-         tfds_config="mrpc", tfds_text_features=("sentence1", "sentence2")),
+         tfds_config="mrpc", tfds_text_features=("sentence1", "sentence2"),
+         train_examples=3_668, dev_examples=408),
     Task("STS-B", "STS-B", ("pearson", "spearman"), (),
          layout=TsvLayout(text_columns=("sentence1", "sentence2"), label_column="score"),
-         tfds_config="stsb", tfds_text_features=("sentence1", "sentence2")),
+         tfds_config="stsb", tfds_text_features=("sentence1", "sentence2"),
+         train_examples=5_749, dev_examples=1_500),
     Task("QQP", "QQP", ("f1", "accuracy"), _BINARY,
          layout=TsvLayout(text_columns=("question1", "question2"), label_column="is_duplicate"),
-         tfds_config="qqp", tfds_text_features=("question1", "question2")),
+         tfds_config="qqp", tfds_text_features=("question1", "question2"),
+         train_examples=363_846, dev_examples=40_430),
     Task("MNLI", "MNLI", ("accuracy",), ("contradiction", "entailment", "neutral"),
          dev_files=(("matched", "dev_matched.tsv"), ("mismatched", "dev_mismatched.tsv")),
+         train_examples=392_702, dev_examples=19_647,
          layout=TsvLayout(text_columns=("sentence1", "sentence2"), label_column="gold_label"),
          tfds_config="mnli", tfds_text_features=("premise", "hypothesis"),
          tfds_dev_splits=(("matched", "validation_matched"),
                           ("mismatched", "validation_mismatched"))),
     Task("QNLI", "QNLI", ("accuracy",), _ENTAILMENT,
          layout=TsvLayout(text_columns=("question", "sentence"), label_column="label"),
-         tfds_config="qnli", tfds_text_features=("question", "sentence")),
+         tfds_config="qnli", tfds_text_features=("question", "sentence"),
+         train_examples=104_743, dev_examples=5_463),
     Task("RTE", "RTE", ("accuracy",), _ENTAILMENT,
          layout=TsvLayout(text_columns=("sentence1", "sentence2"), label_column="label"),
-         tfds_config="rte", tfds_text_features=("sentence1", "sentence2")),
+         tfds_config="rte", tfds_text_features=("sentence1", "sentence2"),
+         train_examples=2_490, dev_examples=277),
     Task("WNLI", "WNLI", ("accuracy",), _BINARY,
          layout=TsvLayout(text_columns=("sentence1", "sentence2"), label_column="label"),
-         tfds_config="wnli", tfds_text_features=("sentence1", "sentence2")),
+         tfds_config="wnli", tfds_text_features=("sentence1", "sentence2"),
+         train_examples=635, dev_examples=71),
 )
 
 ROTTEN_TOMATOES = Task(ROTTEN_TOMATOES_TASK, "SST-2 format, Rotten Tomatoes sentences",
-                       ("accuracy",), _BINARY)
+                       ("accuracy",), _BINARY, train_examples=7_665, dev_examples=865)
 
 TASKS = {task.name: task for task in (*GLUE_TASKS, ROTTEN_TOMATOES)}
 
