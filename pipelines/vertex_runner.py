@@ -9,7 +9,9 @@ Also the `--pipeline_path` for the tfx CLI:
     tfx pipeline compile --engine=vertex --pipeline_path=pipelines/vertex_runner.py
 
 TOKENDROP_PIPELINE_CONFIG picks the config (default configs/pipeline_vertex_base_tpu.yaml);
-TOKENDROP_PIPELINE_JSON the output file (default <pipeline name>_pipeline.json).
+TOKENDROP_PIPELINE_JSON the output file (default <pipeline name>_pipeline.json). A config with a
+stage that `tokendrop pipeline plan` finds cannot finish within its service's limit is
+refused, unless TOKENDROP_ALLOW_LONG is set (--allow-long's equivalent).
 """
 
 import json
@@ -230,5 +232,10 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 if __name__ == "__main__":
   pipeline_config = config_lib.load(os.environ.get("TOKENDROP_PIPELINE_CONFIG", DEFAULT_CONFIG))
+  if not os.environ.get("TOKENDROP_ALLOW_LONG"):
+    from pipelines import plan
+
+    # As `tokendrop pipeline compile` without --allow-long.
+    plan.check_limits(plan.make_plan(pipeline_config))
   compile_pipeline(pipeline_config, os.environ.get("TOKENDROP_PIPELINE_JSON",
                                                    f"{pipeline_config.name}_pipeline.json"))

@@ -92,9 +92,9 @@ def test_the_packaged_tasks_sizes_are_what_the_reader_reads():
       "CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE")) == 949_098
 
 
-def test_plan_prints_one_table_with_both_columns_for_the_production_config(capsys):
+def test_plan_prints_one_table_with_both_columns_for_the_production_config(capfd):
   assert cli.main(["pipeline", "plan", "--config", PRODUCTION]) == 0
-  out = capsys.readouterr().out
+  out = capfd.readouterr().out
   assert "| Stage | Work | Machine | First run | Scheduled run | First run, BERT |" in out
   for stage in ("CorpusGen + TokenizePack", "Trainer", "GlueEvaluator: MNLI", "**Total**"):
     assert f"| {stage}" in out
@@ -132,6 +132,30 @@ def test_a_local_config_plans_on_this_machine_without_limits():
   assert run_plan.over_limit() == []
   assert all(row.limit_hours is None for row in run_plan.rows)
   assert all(row.first.dollars == 0 for row in run_plan.rows)
+
+
+def _leaves(node, path=()):
+  if isinstance(node, dict) and "value" in node:
+    yield path, node
+  elif isinstance(node, dict):
+    for key, child in node.items():
+      yield from _leaves(child, (*path, key))
+
+
+def test_every_assumption_has_a_number_and_a_source_and_says_when_it_is_assumed():
+  assumptions = plan.Assumptions()
+  assert assumptions.date == "2026-12-02"
+  leaves = dict(_leaves(assumptions.values))
+  assert len(leaves) > 15
+  for path, leaf in leaves.items():
+    assert leaf.get("source"), path
+    if path[-1] != "pipeline_task_machine":
+      # YAML 1.1 reads 1.15e11 as a string: every figure must load as a number.
+      assert isinstance(leaf["value"], int | float), (path, leaf["value"])
+  assert all("ASSUMED" in leaves["utilization", name]["source"]
+             for name in ("pretraining", "finetuning"))
+  assert "bench/finetune_throughput.py" in leaves[
+      "measured", "cpu_training_flops_per_core_second"]["source"]
 
 
 def test_a_corpus_that_cannot_be_listed_needs_its_size():
