@@ -271,7 +271,7 @@ def _glue_rows(config: PipelineConfig, assumptions: Assumptions, params) -> list
   elif config.is_cloud:
     machine = _pipeline_task_machine(assumptions)
     fix = ("set glue.vertex (a TPU custom job per task, as configs/pipeline_vertex_base_tpu.yaml "
-           "does), or --allow-long")
+           "does)")
   else:
     machine = _local_machine(assumptions)
     fix = ""
