@@ -1,6 +1,7 @@
 """The CPU throughput of BERT-base GLUE fine-tuning on this machine, as GlueEvaluator fine-tunes.
 
-    scripts/in-env python bench/finetune_throughput.py [--steps 6] [--output out/bench/finetune_throughput.json]
+    scripts/in-env python bench/finetune_throughput.py [--steps 6] \\
+        [--output out/bench/finetune_throughput.json]
 
 The model and step are components/glue_eval/finetune.py's: Model Garden's BertClassifier
 (2 classes) on a BertEncoderV2 at BERT-base's size (12 layers, hidden 768, 12 heads,

@@ -111,6 +111,20 @@ class GlueConfig:
 @dataclasses.dataclass
 class PushConfig:
   destination: str = ""
+  # The published hf/ folder's Hub card: the model's Hub name, and the Hub datasets of the
+  # corpus (default: the packaged IMDB corpus's, stanfordnlp/imdb, when corpus.packaged is).
+  hub_model_id: str = ""
+  hub_datasets: list[str] = dataclasses.field(default_factory=list)
+
+  def datasets_for(self, corpus: "CorpusConfig") -> list[str]:
+    if self.hub_datasets:
+      return list(self.hub_datasets)
+    return [PACKAGED_HUB_DATASETS[corpus.packaged]] if corpus.packaged in (
+        PACKAGED_HUB_DATASETS) else []
+
+
+# A packaged corpus's dataset on the Hugging Face Hub.
+PACKAGED_HUB_DATASETS = {"imdb": "stanfordnlp/imdb"}
 
 
 @dataclasses.dataclass

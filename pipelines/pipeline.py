@@ -130,7 +130,9 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
       blessing=evaluator.outputs["blessing"],
       evaluation=evaluator.outputs["evaluation"],
       statistics=tokenize_pack.outputs["statistics"],
-      push_destination=config.push.destination)
+      push_destination=config.push.destination,
+      hub_datasets=",".join(config.push.datasets_for(config.corpus)),
+      hub_model_id=config.push.hub_model_id)
 
   metadata = None
   if config.metadata_path:

@@ -19,7 +19,6 @@ config unless --allow-long is given.
 import copy
 import dataclasses
 import glob
-import math
 import os
 import re
 
@@ -143,7 +142,8 @@ def _accelerator_machine(job, assumptions: Assumptions, utilization: float) -> M
   limit = job.timeout_hours or assumptions.get("limits", "custom_job_default_hours")
   return Machine(f"{job.machine_type}, {job.accelerator_count} x {job.accelerator_type}",
                  peak * utilization, price, float(limit),
-                 f"the custom job's scheduling.timeout ({'configured' if job.timeout_hours else 'Vertex default'})")
+                 "the custom job's scheduling.timeout "
+                 f"({'configured' if job.timeout_hours else 'Vertex default'})")
 
 
 def _local_machine(assumptions: Assumptions) -> Machine:
@@ -182,7 +182,8 @@ def corpus_bytes(config: PipelineConfig) -> tuple[int, str]:
       spans.setdefault(int(match.group(1)) if match else 0, []).append(path)
     if spans:
       newest = spans[max(spans)]
-      return sum(os.path.getsize(p) for p in newest), f"the newest span on disk ({len(newest)} files)"
+      return (sum(os.path.getsize(p) for p in newest),
+              f"the newest span on disk ({len(newest)} files)")
   if config.corpus.packaged:
     return None, f"corpus.packaged {config.corpus.packaged!r}, written at run time"
   raise UserError(f"corpus.input_base {config.corpus.input_base!r} cannot be listed from here; "

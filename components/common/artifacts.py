@@ -1,7 +1,9 @@
 """The custom artifact type that one component writes and another reads, and how a component
 records figures on its artifacts."""
 
-from collections.abc import Mapping
+import json
+import sys
+from collections.abc import Mapping, Sequence
 
 from tfx import types
 
@@ -36,3 +38,39 @@ def set_custom_properties(artifact: types.Artifact, values: Mapping[str, int | f
       artifact.set_float_custom_property(name, value)
     else:
       artifact.set_int_custom_property(name, value)
+
+
+# The flag through which Vertex (and a rehearsal) hands TFX's entrypoint its executor input.
+INVOCATION_FLAG = "--json_serialized_invocation_args"
+
+
+def resource_names(argv: Sequence[str] | None = None) -> dict[str, str]:
+  """{artifact URI: resource name} of the running task's input and output artifacts, on Vertex
+  (projects/P/locations/L/metadataStores/default/artifacts/ID). TFX's Vertex entrypoint keeps
+  a name only as an integer id hashed from it, so the names are read from the executor input
+  it was started with (argv's INVOCATION_FLAG). Empty elsewhere (LocalDagRunner)."""
+  argv = list(sys.argv if argv is None else argv)
+  text = next((argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == INVOCATION_FLAG), None)
+  text = text or next((arg.split("=", 1)[1] for arg in argv
+                       if arg.startswith(INVOCATION_FLAG + "=")), None)
+  if not text:
+    return {}
+  invocation = json.loads(text)
+  names = {}
+  for section in ("inputs", "outputs"):
+    for entry in invocation.get(section, {}).get("artifacts", {}).values():
+      for artifact in entry.get("artifacts", []):
+        if artifact.get("name") and artifact.get("uri"):
+          names[artifact["uri"]] = artifact["name"]
+  return names
+
+
+def lineage_entry(artifact: types.Artifact, names: Mapping[str, str]) -> dict:
+  """What a reader can look an artifact up by: its URI, and its resource name on Vertex, or
+  its ML Metadata id in a local run's SQLite store."""
+  entry = {"uri": artifact.uri}
+  if artifact.uri in names:
+    entry["resource_name"] = names[artifact.uri]
+  elif artifact.id:
+    entry["mlmd_id"] = artifact.id
+  return entry

@@ -20,6 +20,9 @@ from components.common import packaged_corpora
 from components.glue_eval.tasks import ROTTEN_TOMATOES, Task
 
 TRAIN_FILE = "train.tsv"
+# A file in a GLUE directory whose tasks are stand-ins (miniature.py writes it): reports mark
+# their scores as such, and the Hub card publishes none of them as GLUE results.
+STAND_IN_MARKER = "STAND_IN.txt"
 # Rotten Tomatoes sentences whose hash falls in bucket 0 of 10 form the dev split.
 ROTTEN_TOMATOES_DEV_BUCKETS = 10
 _log = logging.getLogger(__name__)
@@ -48,6 +51,7 @@ class TaskData:
   task: Task
   train: Split
   dev: dict[str, Split]  # dev split name (task.dev_splits) -> its examples
+  stand_in: bool = False  # the files are a stand-in for the task's (STAND_IN_MARKER)
 
 
 class _Malformed(ValueError):
@@ -130,7 +134,8 @@ def read_glue_dir(task: Task, glue_dir: str) -> TaskData:
   task_dir = os.path.join(glue_dir, task.name)
   return TaskData(task, read_tsv_split(task, os.path.join(task_dir, TRAIN_FILE)),
                   {split: read_tsv_split(task, os.path.join(task_dir, file))
-                   for split, file in task.dev_files})
+                   for split, file in task.dev_files},
+                  stand_in=tf.io.gfile.exists(os.path.join(glue_dir, STAND_IN_MARKER)))
 
 
 def read_tfds(task: Task, data_dir: str) -> TaskData:

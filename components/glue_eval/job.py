@@ -3,7 +3,8 @@
     python -m components.glue_eval.job --checkpoint gs://.../Format-Serving --task MNLI \\
         --glue_dir gs://.../glue_data --output_dir gs://.../evaluation \\
         --finetune_config '{"learning_rates": [5e-5, 3e-5, 2e-5]}' \\
-        --runtime '{"distribution_strategy": "tpu", "tpu": "local", "mixed_precision_dtype": "bfloat16"}'
+        --runtime '{"distribution_strategy": "tpu", "tpu": "local",
+                    "mixed_precision_dtype": "bfloat16"}'
 
 GlueEvaluator starts one per task, in parallel, as Vertex custom jobs in the training image
 (Dockerfile.train: TensorFlow for TPU VMs; nothing here imports TFX), and the rehearsal runs

@@ -101,6 +101,10 @@ def write_miniature_glue(task_names: str, directory: str) -> list[str]:
       continue
     write_task(task, directory, sentences, offset=number * 1000)
     written.append(task.name)
+  with tf.io.gfile.GFile(os.path.join(directory, data.STAND_IN_MARKER), "w") as f:
+    f.write("A miniature GLUE directory (components/glue_eval/miniature.py): each task's file "
+            "layout, filled with packaged movie-review sentences. Scores on it are not GLUE "
+            "results.\n")
   return written
 
 

@@ -30,7 +30,13 @@ def task_entry(data: TaskData, result: TaskResult) -> dict:
   splits = {"train": data.train, **data.dev}
   return {
       "display_name": data.task.display_name,
+      "stand_in": data.stand_in,
       "metrics": result.metrics,
+      # Per dev split: its metrics, unsuffixed, and its dataset on the Hugging Face Hub.
+      "split_metrics": {split: {metric: result.metrics[name] for metric, name in zip(
+          data.task.metrics, data.task.metric_names[i * len(data.task.metrics):],
+          strict=False)} for i, split in enumerate(data.task.dev_splits)},
+      "hub_datasets": {split: data.task.hub_dataset(split) for split in data.task.dev_splits},
       "score": result.score,
       "best_learning_rate": result.best_learning_rate,
       "train_size": result.train_size,
@@ -127,6 +133,10 @@ def markdown(report: dict, baseline: dict | None = None) -> str:
                if count]
   if malformed:
     lines += ["", "Malformed rows skipped: " + "; ".join(malformed) + "."]
+  stand_ins = [task["display_name"] for task in tasks.values() if task.get("stand_in")]
+  if stand_ins:
+    lines += ["", "Stand-in data, not the tasks' own (a miniature GLUE directory): "
+              + ", ".join(stand_ins) + ". These scores are not GLUE results."]
   if baseline:
     lines += ["", f"Baseline: `{baseline.get('checkpoint', '?')}`."]
   if "blessing" in report:

@@ -13,6 +13,10 @@ reports always show the display name.
 import dataclasses
 
 ROTTEN_TOMATOES_TASK = "rt_sst2"
+# The Hugging Face Hub's datasets of GLUE (its configs are TFDS's glue/<config> names) and of
+# the Rotten Tomatoes sentences.
+HUB_GLUE = "nyu-mll/glue"
+HUB_ROTTEN_TOMATOES = "cornell-movie-review-data/rotten_tomatoes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +66,14 @@ class Task:
   @property
   def dev_splits(self) -> tuple[str, ...]:
     return tuple(name for name, _ in self.dev_files)
+
+  def hub_dataset(self, split: str) -> dict[str, str]:
+    """The Hugging Face Hub dataset of a dev split, as a model card's model-index names it."""
+    if self.tfds_config:
+      return {"type": HUB_GLUE, "name": f"GLUE {self.name}", "config": self.tfds_config,
+              "split": dict(self.tfds_dev_splits)[split]}
+    return {"type": HUB_ROTTEN_TOMATOES, "name": self.display_name,
+            "split": "every 10th sentence, by hash (components/glue_eval/data.py)"}
 
   @property
   def metric_names(self) -> tuple[str, ...]:

@@ -22,7 +22,8 @@ Before training, each executor:
 `Executor` trains in this process (TFX's GenericExecutor). `VertexExecutor` submits a Vertex
 CustomJob and waits for it, through TFX's Vertex job client and polling loop. The job runs
 the training image's own command, `python -m trainer.job --fn_args JSON` (trainer/job.py),
-not TFX's run_executor (components/common/vertex_jobs.py): the training image has TensorFlow built for TPU VMs and no TFX. The
+not TFX's run_executor (components/common/vertex_jobs.py): the training image has TensorFlow
+built for TPU VMs and no TFX. The
 JSON holds the FnArgs that TFX's Trainer makes for run_fn, so the job trains what `Executor`
 would. The figures are read here, from the export the job wrote (gs://). The rehearsal
 (pipelines/rehearsal) runs `Executor` in place of `VertexExecutor`, by class path.

@@ -2,6 +2,9 @@
 
     DESTINATION/<version>/
         tf2/  hf/  saved_model/  token_importance.npy  training_params.yaml   (the export)
+        hf/README.md: Hugging Face's model card (metadata block: library, pipeline_tag, tags,
+          datasets, base_model when warm-started, model-index with the run's GLUE results);
+          uploading hf/ as it is gives a working model page
         glue_report.json  glue_report.md  glue_report.png                  (the evaluation)
         data_stats.json                                                     (the corpus)
         model_card.md  model_card.json
@@ -122,11 +125,16 @@ def pretraining_summary(export_dir: str) -> dict:
           summary[key] = _rounded(metrics[key])
   params_path = os.path.join(export_dir, contract.TRAINING_PARAMS_FILE)
   if tf.io.gfile.exists(params_path):
-    run = flops.run_flops(load_params_file(params_path))
+    params = load_params_file(params_path)
+    run = flops.run_flops(params)
+    params.override({"task": {"model": {"encoder": {"any": {"token_selection": "none"}}}}})
+    bert = flops.run_flops(params)
     summary["training_flops"] = {"kept_tokens_per_stage": list(run.keep_counts),
                                  "steps_per_stage": list(run.stage_steps),
                                  "mean_per_step": f"{run.mean_step_flops:.4g}",
-                                 "total": f"{run.total:.4g}"}
+                                 "total": f"{run.total:.4g}",
+                                 "bert_without_dropping": f"{bert.total:.4g}",
+                                 "fraction_of_bert": _rounded(run.total / bert.total)}
   return summary
 
 
@@ -141,7 +149,9 @@ def warm_start(init_checkpoint: str, destination: str) -> dict:
     card_path = os.path.join(destination, version, contract.MODEL_CARD_JSON)
     if version.startswith(".") or not tf.io.gfile.exists(card_path):
       continue
-    model_uri = json.loads(_read_text(card_path)).get("lineage", {}).get("model_uri", "")
+    lineage = json.loads(_read_text(card_path)).get("lineage", {})
+    # "model_uri": versions published before lineage named each artifact.
+    model_uri = lineage.get("model", {}).get("uri") or lineage.get("model_uri", "")
     export_dir = os.path.join(model_uri, contract.SERVING_SUBDIR)
     if model_uri and init_checkpoint.startswith(export_dir + "/"):
       return {"from": f"published version {version}",
@@ -183,7 +193,8 @@ def model_card(version: str, training_params: dict, data_stats: dict | None, glu
                lineage: dict, pretraining: dict | None = None,
                warm_start_from: dict | None = None, files: dict | None = None) -> dict:
   """The card as JSON: no value is None, scores have DECIMALS decimals, paths are relative
-  to the version's directory (lineage holds ML Metadata's ids and URIs)."""
+  to the version's directory (lineage: each artifact's URI, and its resource name on Vertex
+  or its ML Metadata id in a local run)."""
   encoder = _encoder_params(training_params)
   token_dropping, defaults = token_drop_settings(training_params)
   # A first model has no baseline_score; its reason says what it was compared with.
@@ -262,9 +273,97 @@ def model_card_markdown(card: dict) -> str:
   lines += ["", "Per-task results: `glue_report.md`.", "", "## Data", ""]
   lines += [f"- {k}: {_markdown_value(v)}" for k, v in card["data"].items()] or [
       "- no statistics recorded"]
-  lines += ["", "## Lineage (ML Metadata)", ""]
-  lines += [f"- {k}: {v}" for k, v in card["lineage"].items()]
+  lines += ["", "## Lineage", "",
+            "Each artifact's URI; on Vertex its ML Metadata resource name, in a local run its id "
+            "in the run's SQLite store.", ""]
+  lines += [f"- {k}: {_markdown_value(v)}" for k, v in card["lineage"].items()]
   return "\n".join(lines) + "\n"
+
+
+# How the Hub names the GLUE report's metrics.
+HUB_METRICS = {"accuracy": "accuracy", "f1": "f1", "mcc": "matthews_correlation",
+               "pearson": "pearsonr", "spearman": "spearmanr"}
+HUB_README = "README.md"
+
+
+def _hub_results(glue_report: dict) -> list[dict]:
+  """model-index results: one per task and dev split, from the run's own report (each entry
+  names its dev sets' Hub datasets). A task scored on stand-in data (a miniature GLUE
+  directory) is not a result and is left out."""
+  results = []
+  for entry in glue_report.get("tasks", {}).values():
+    if entry.get("stand_in"):
+      continue
+    for split, dataset in entry.get("hub_datasets", {}).items():
+      values = [{"type": HUB_METRICS.get(metric, metric), "value": round(100 * value, 2),
+                 "name": f"{metric} (x100)"}
+                for metric, value in entry["split_metrics"][split].items()]
+      results.append({"task": {"type": "text-classification", "name": "Text Classification"},
+                      "dataset": dataset, "metrics": values})
+  return results
+
+
+def hub_readme(card: dict, glue_report: dict, datasets: list[str], model_name: str) -> str:
+  """hf/README.md: Hugging Face's model card, its metadata block and how the model was made.
+  `model_name` names the model on the Hub (push.hub_model_id) or, unset, the version;
+  base_model is set for a warm-started run with a Hub name to point at."""
+  metadata = {"library_name": "transformers", "pipeline_tag": "fill-mask",
+              "tags": ["bert", "fill-mask", "token-dropping", "tensorflow-model-garden"]}
+  if datasets:
+    metadata["datasets"] = list(datasets)
+  start = card["training"]["warm_start"]
+  if start.get("from", "scratch") != "scratch" and "/" in model_name:
+    metadata["base_model"] = model_name
+  results = _hub_results(glue_report)
+  if results:
+    metadata["model-index"] = [{"name": model_name, "results": results}]
+  training = card["training"]
+  steps, batch, length = (training.get("train_steps"), training.get("global_batch_size"),
+                          training.get("seq_length"))
+  dropping = card.get("token_dropping", {})
+  pretraining = card.get("pretraining", {})
+  spent = pretraining.get("training_flops", {})
+  lines = ["---", yaml.safe_dump(metadata, sort_keys=False).rstrip(), "---", "",
+           f"# {model_name}", "",
+           "A BERT masked language model pretrained with token dropping (Hou et al., \"Token "
+           "Dropping for Efficient BERT Pretraining\", ACL 2022): from a middle layer on, the "
+           "least important tokens (by a moving average of their MLM loss) skip the layers up "
+           "to the last, which sees every token again. The weights are an ordinary BERT's.", "",
+           "```python", "from transformers import pipeline", "",
+           f'fill = pipeline("fill-mask", model="{model_name}")',
+           'fill("The movie was [MASK].")', "```", "", "## Training", ""]
+  if steps:
+    lines.append(f"- {steps:,} steps" + (f" of {batch} sequences of {length} tokens: "
+                                         f"{steps * batch * length:,} tokens"
+                                         if batch and length else ""))
+  lines.append(f"- started from: {start.get('from', 'scratch')}")
+  if dropping:
+    lines.append(f"- kept tokens in the dropped layers: {dropping.get('kept_tokens')} of "
+                 f"{length} (from layer {dropping.get('token_drop_layer')}; selection "
+                 f"{dropping.get('token_selection', 'importance')})")
+  if spent:
+    lines.append(f"- training FLOPs: {spent['total']}, {spent['fraction_of_bert']} of BERT's "
+                 f"{spent['bert_without_dropping']} for the same steps (trainer/flops.py)")
+  for key, what in (("validation_loss", "validation MLM loss at full depth"),
+                    ("validation_loss" + contract.AS_TRAINED_SUFFIX,
+                     "validation MLM loss as trained (tokens dropped)")):
+    if key in pretraining:
+      lines.append(f"- {what}: {pretraining[key]}")
+  if datasets:
+    lines.append(f"- data: {', '.join(datasets)}")
+  lines += ["", "## Evaluation", ""]
+  evaluation = card["evaluation"]
+  lines.append(f"GLUE score {evaluation['glue_score']} (dev sets; per task: the median over "
+               "seeds at the best learning rate): " + ", ".join(
+                   f"{task} {score}" for task, score in evaluation["tasks"].items()) + ".")
+  stand_ins = [entry["display_name"] for entry in glue_report.get("tasks", {}).values()
+               if entry.get("stand_in")]
+  if stand_ins:
+    lines.append(f"Scored on stand-in data, not the tasks' own, so not listed as results: "
+                 f"{', '.join(stand_ins)}.")
+  lines += ["", f"Version {card['version']}; its model_card.md beside this folder has the "
+            "full record and the lineage.", ""]
+  return "\n".join(lines)
 
 
 def published_versions(destination: str) -> list[str]:
@@ -276,7 +375,8 @@ def published_versions(destination: str) -> list[str]:
 
 
 def publish(destination: str, export_dir: str, evaluation_dir: str,
-            data_stats_path: str | None, lineage: dict, version: str | None = None) -> str:
+            data_stats_path: str | None, lineage: dict, version: str | None = None,
+            datasets: list[str] = (), hub_model_id: str = "") -> str:
   """Publishes one version; returns its directory. Raises VersionExistsError if it exists."""
   version = version or new_version()
   final = os.path.join(destination, version)
@@ -312,6 +412,10 @@ def publish(destination: str, export_dir: str, evaluation_dir: str,
     _write_text(os.path.join(staging, contract.MODEL_CARD_JSON),
                 json.dumps(card, indent=2, default=str))
     _write_text(os.path.join(staging, contract.MODEL_CARD_MD), model_card_markdown(card))
+    if tf.io.gfile.isdir(os.path.join(staging, contract.HF_DIR)):
+      _write_text(os.path.join(staging, contract.HF_DIR, HUB_README),
+                  hub_readme(card, glue_report, list(datasets),
+                             hub_model_id or f"tokendrop-bert-{version}"))
     try:
       tf.io.gfile.rename(staging, final, overwrite=False)
     except tf.errors.AlreadyExistsError as e:

@@ -19,6 +19,7 @@ import os
 import pathlib
 import subprocess
 
+import huggingface_hub
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -173,7 +174,21 @@ def test_first_run_with_the_tfx_cli_publishes_a_blessed_standard_bert(runs):
           contract.MODEL_CARD_MD, contract.MODEL_CARD_JSON, "PUBLISHED"} == {
               p.name for p in version.iterdir()}
   card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
-  assert card["lineage"]["model_artifact_id"] == model.id
+  # A local run's lineage: each artifact's URI and its id in the SQLite ML Metadata store.
+  assert card["lineage"]["model"] == {"uri": model.uri, "mlmd_id": model.id}
+  hub_card = huggingface_hub.ModelCard.load(str(version / contract.HF_DIR / "README.md"))
+  assert hub_card.data.pipeline_tag == "fill-mask" and "token-dropping" in hub_card.data.tags
+  assert hub_card.data.datasets == ["stanfordnlp/imdb"]  # the packaged corpus it trained on
+  report = json.loads((version / contract.GLUE_REPORT_JSON).read_text())
+  [result] = hub_card.data.eval_results
+  assert (result.dataset_type, result.metric_type) == (
+      "cornell-movie-review-data/rotten_tomatoes", "accuracy")
+  assert result.metric_value == round(100 * report["tasks"]["rt_sst2"]["score"], 2)
+  # The folder as uploaded: transformers' fill-mask pipeline runs from it, card and all.
+  import transformers
+
+  fill = transformers.pipeline("fill-mask", model=str(version / contract.HF_DIR))
+  assert len(fill("the movie was [MASK].")) == 5
   assert card["token_dropping"]["token_keep_k"] == TINY_KEPT
   assert card["data"]["documents"] == 60
   # Both validations of the Trainer's last evaluation, and FLOPs of its one kept count.

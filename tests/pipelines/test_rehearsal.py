@@ -24,6 +24,7 @@ import pathlib
 import shlex
 import sys
 
+import huggingface_hub
 import pytest
 import yaml
 from google.protobuf import json_format
@@ -316,6 +317,27 @@ def test_the_runs_that_trained_publish_a_version_and_the_one_that_did_not_publis
   assert pushed.uri == first.tasks["BertPusher"].outputs["pushed_model"]["uri"]
   assert pushed.properties["pushed"] == 1
   assert pushed.properties["pushed_destination"] == first.published
+
+
+@pytest.mark.e2e
+def test_the_published_lineage_names_resource_names_and_the_hub_card_claims_no_stand_in_glue(
+    rehearsals):
+  first, third = rehearsals.first, rehearsals.third
+  version = pathlib.Path(third.published)
+  card = json.loads((version / contract.MODEL_CARD_JSON).read_text())
+  # The names the executor input gave each artifact (on Vertex: projects/.../artifacts/ID).
+  for key, task, output in (("model", "Trainer", "model"),
+                            ("blessing", "GlueEvaluator", "blessing"),
+                            ("evaluation", "GlueEvaluator", "evaluation")):
+    artifact = third.tasks[task].outputs[output]
+    assert card["lineage"][key] == {"uri": artifact["uri"], "resource_name": artifact["name"]}
+  hub = huggingface_hub.ModelCard.load(str(version / contract.HF_DIR / "README.md"))
+  assert hub.data.datasets == ["stanfordnlp/imdb"]  # the miniature's corpus, not production's
+  assert hub.data.base_model == config_lib.load(PRODUCTION).push.hub_model_id  # warm-started
+  assert hub.data.eval_results is None  # every task was scored on stand-in data
+  assert "Scored on stand-in data" in hub.text
+  assert json.loads((pathlib.Path(first.published) / contract.MODEL_CARD_JSON).read_text())[
+      "training"]["warm_start"] == {"from": "scratch"}
 
 
 @pytest.mark.e2e

@@ -92,7 +92,9 @@ def _run_job(*flags: str) -> subprocess.CompletedProcess:
                         text=True, check=False, timeout=600)
 
 
-CONFIG = {"learning_rates": [1e-2], "seeds": [1, 2], "epochs": 4, "batch_size": 8,
+# A learning rate small enough that training is not chaotic: at 1e-2 two one-device runs
+# under different CPU load ended 0.38 apart on STS-B's pearson; at 2e-3 two agreed exactly.
+CONFIG = {"learning_rates": [2e-3], "seeds": [1, 2], "epochs": 4, "batch_size": 8,
           "max_seq_length": 16, "dropout_rate": 0.0}
 
 
@@ -129,31 +131,38 @@ def test_two_replicas_score_what_one_device_scores(one_and_two_replicas):
     for run_one, run_two in zip(one["runs"], two["runs"], strict=True):
       assert run_one["seed"] == run_two["seed"]
       for metric, value in run_one["metrics"].items():
-        # Float summation order only: 2.6e-4 apart on STS-B's pearson at lr 1e-2 (measured);
+        # Float summation order only: 1.5e-4 apart on STS-B's pearson (measured); at lr 1e-2,
         # clipping each replica's gradients, as Model Garden's optimizer does by itself, put
-        # them 0.074 apart.
+        # them 0.074 apart, and clipping their sum 2.6e-4.
         assert run_two["metrics"][metric] == pytest.approx(value, abs=2e-3), (task, metric)
-  # STS-B's correlations are continuous in the predictions, and these vary: equal scores
-  # mean equal models.
-  assert abs(entries["one", "STS-B"]["metrics"]["pearson"]) > 0.05
+  # STS-B's pearson is continuous in the predictions, which vary (constant ones have none):
+  # equal scores mean equal models.
+  assert all(np.isfinite(run["metrics"]["pearson"]) and run["metrics"]["pearson"] != 0
+             for run in entries["one", "STS-B"]["runs"])
   # The padded last batch (36 and 48 training rows, batch 8) was trained on, not dropped.
   assert entries["one", "STS-B"]["train_size"] == 36
+
+
+def _error(done: subprocess.CompletedProcess) -> str:
+  """The job's one line of error (TensorFlow's own start-up lines aside), without a traceback."""
+  prefix = f"{job_lib.__name__}: "
+  lines = [line for line in done.stderr.splitlines() if line.startswith(prefix)]
+  assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+  return lines[0].removeprefix(prefix)
 
 
 def test_the_job_refuses_a_bad_runtime_and_a_missing_accelerator_in_one_line(tiny_export,
                                                                               sst2_dir, tmp_path):
   common = ["--checkpoint", str(tiny_export), "--task", "SST-2", "--glue_dir", str(sst2_dir),
-            "--output_dir", str(tmp_path)]
+            "--output_dir", str(tmp_path), "--finetune_config", '{"max_seq_length": 32}']
   bad_key = _run_job(*common, "--runtime", '{"distribution_stratgy": "tpu"}')
   assert bad_key.returncode == 2
-  assert bad_key.stderr.strip().splitlines() == [bad_key.stderr.strip()]
-  assert "bad GLUE runtime" in bad_key.stderr and "distribution_stratgy" in bad_key.stderr
+  assert "bad GLUE runtime" in _error(bad_key) and "distribution_stratgy" in _error(bad_key)
   no_tpu = _run_job(*common, "--runtime", '{"distribution_strategy": "tpu", "tpu": "local"}')
   assert no_tpu.returncode == 2
-  assert no_tpu.stderr.strip().startswith(
-      "components.glue_eval.job: runtime.distribution_strategy is tpu but TensorFlow finds no "
-      "TPU here"), no_tpu.stderr[-2000:]
+  assert _error(no_tpu).startswith("runtime.distribution_strategy is tpu but TensorFlow finds "
+                                   "no TPU here")
   unknown_task = _run_job(*common[:2], "--task", "SST-3", *common[4:])
   assert unknown_task.returncode == 2
-  assert "unknown task 'SST-3'" in unknown_task.stderr
+  assert _error(unknown_task).startswith("unknown task 'SST-3'")
   assert not (tmp_path / job_lib.TASKS_DIR).exists()

@@ -51,20 +51,27 @@ def _export(directory: pathlib.Path, init_checkpoint: str = "",
   return export_dir
 
 
-def _evaluation(directory: pathlib.Path) -> pathlib.Path:
+def _evaluation(directory: pathlib.Path, report: dict) -> pathlib.Path:
   directory.mkdir(parents=True)
-  (directory / contract.GLUE_REPORT_JSON).write_text(json.dumps(GLUE_REPORT))
+  (directory / contract.GLUE_REPORT_JSON).write_text(json.dumps(report))
   (directory / contract.GLUE_REPORT_MD).write_text("# report\n")
   return directory
 
 
-def _publish(tmp_path, name, version, init_checkpoint="", overrides=None) -> pathlib.Path:
+HUB = {"datasets": ["wikimedia/wikipedia", "bookcorpus/bookcorpus"],
+       "hub_model_id": "my-org/tokendrop-bert-base"}
+
+
+def _publish(tmp_path, name, version, init_checkpoint="", overrides=None, report=None,
+             hub=None) -> pathlib.Path:
   stats = tmp_path / f"{name}_stats.json"
   stats.write_text(json.dumps(DATA_STATS))
   export_dir = _export(tmp_path / name, init_checkpoint, overrides)
   published = publish.publish(
-      str(tmp_path / "published"), str(export_dir), str(_evaluation(tmp_path / f"{name}_eval")),
-      str(stats), {"model_artifact_id": 7, "model_uri": str(tmp_path / name)}, version=version)
+      str(tmp_path / "published"), str(export_dir),
+      str(_evaluation(tmp_path / f"{name}_eval", report or GLUE_REPORT)),
+      str(stats), {"model": {"uri": str(tmp_path / name), "mlmd_id": 7}}, version=version,
+      **(hub or {}))
   return pathlib.Path(published)
 
 
@@ -150,7 +157,7 @@ def test_paths_are_relative_to_the_version_and_a_warm_start_names_its_version(tm
                            "glue_report": "glue_report.md", "data_statistics": "data_stats.json"}
   absolute = [path for path, value in _strings_and_nones(card)
               if isinstance(value, str) and value.startswith(str(tmp_path))]
-  assert absolute == [("lineage", "model_uri")]
+  assert absolute == [("lineage", "model", "uri")]
   markdown = (second / contract.MODEL_CARD_MD).read_text()
   assert "- warm start: from published version v1 (`../v1/tf2/bert_model.ckpt`)\n" in markdown
   assert markdown.count(str(tmp_path)) == 1  # the lineage's MLMD URI
@@ -170,3 +177,66 @@ def test_published_versions_are_listed_oldest_first_without_staging_directories(
   (tmp_path / "published" / ".staging-20261203T000000Z-0a1b2c3d").mkdir()
   assert publish.published_versions(str(tmp_path / "published")) == [
       "20261201T000000Z", "20261202T000000Z"]
+
+
+def _task(display_name, metrics, split_metrics, hub_datasets, stand_in=False):
+  score = sum(metrics.values()) / len(metrics)
+  return {"display_name": display_name, "stand_in": stand_in, "metrics": metrics,
+          "score": score, "split_metrics": split_metrics, "hub_datasets": hub_datasets}
+
+
+# What components/glue_eval/report.task_entry writes, in short (tests/components/glue_eval
+# checks those fields there).
+HUB_REPORT = {
+    "glue_score": 0.7,
+    "tasks": {
+        "MNLI": _task("MNLI", {"accuracy_matched": 0.81234, "accuracy_mismatched": 0.8},
+                      {"matched": {"accuracy": 0.81234}, "mismatched": {"accuracy": 0.8}},
+                      {"matched": {"type": "nyu-mll/glue", "name": "GLUE MNLI",
+                                   "config": "mnli", "split": "validation_matched"},
+                       "mismatched": {"type": "nyu-mll/glue", "name": "GLUE MNLI",
+                                      "config": "mnli", "split": "validation_mismatched"}}),
+        "CoLA": _task("CoLA", {"mcc": 0.3}, {"dev": {"mcc": 0.3}},
+                      {"dev": {"type": "nyu-mll/glue", "name": "GLUE CoLA", "config": "cola",
+                               "split": "validation"}}, stand_in=True),
+    },
+    "blessing": {"blessed": True, "score": 0.7, "threshold": 0.5, "tolerance": 0.0,
+                 "reason": "GLUE score 0.7000 >= threshold 0.5000"},
+}
+
+
+def _hub_card(version: pathlib.Path):
+  import huggingface_hub
+
+  return huggingface_hub.ModelCard.load(str(version / contract.HF_DIR / "README.md"))
+
+
+def test_the_hf_folder_carries_a_hub_card_with_the_runs_own_glue_results(tmp_path):
+  version = _publish(tmp_path, "run1", "v1", report=HUB_REPORT, hub=HUB)
+  card = _hub_card(version)
+  data = card.data
+  assert (data.library_name, data.pipeline_tag) == ("transformers", "fill-mask")
+  assert "token-dropping" in data.tags and "bert" in data.tags
+  assert data.datasets == ["wikimedia/wikipedia", "bookcorpus/bookcorpus"]
+  assert data.base_model is None  # trained from scratch
+  assert data.model_name == "my-org/tokendrop-bert-base"
+  # MNLI's two dev sets; CoLA was scored on stand-in data, which is no GLUE result.
+  results = {(r.dataset_type, r.dataset_config, r.dataset_split, r.metric_type): r.metric_value
+             for r in data.eval_results}
+  assert results == {("nyu-mll/glue", "mnli", "validation_matched", "accuracy"): 81.23,
+                     ("nyu-mll/glue", "mnli", "validation_mismatched", "accuracy"): 80.0}
+  body = card.text
+  assert "- 300 steps of 16 sequences of 64 tokens: 307,200 tokens" in body
+  assert "of BERT's" in body and "- validation MLM loss at full depth: 6.1235" in body
+  assert "- validation MLM loss as trained (tokens dropped): 6.9877" in body
+  assert "Scored on stand-in data, not the tasks' own, so not listed as results: CoLA." in body
+
+
+def test_a_warm_started_version_names_its_base_model(tmp_path):
+  first = _publish(tmp_path, "run1", "v1", report=HUB_REPORT, hub=HUB)
+  warm = str(tmp_path / "run1" / contract.SERVING_SUBDIR / contract.TF2_DIR /
+             contract.CHECKPOINT_NAME)
+  second = _publish(tmp_path, "run2", "v2", init_checkpoint=warm, report=HUB_REPORT, hub=HUB)
+  assert _hub_card(first).data.base_model is None
+  assert _hub_card(second).data.base_model == "my-org/tokendrop-bert-base"
+  assert "- started from: published version v1" in _hub_card(second).text
