@@ -124,7 +124,8 @@ def rehearsals(tmp_path_factory):
       "metadata_path": str(root / "unused-mlmd.sqlite"),
       "corpus": {"input_base": str(root / "corpus"), "packaged": ""},
       "glue": {"glue_dir": str(root / "glue_data")},
-      "push": {"destination": str(root / "published")},
+      # The corpus is the packaged IMDB reviews, written here rather than by corpus.packaged.
+      "push": {"destination": str(root / "published"), "hub_datasets": ["stanfordnlp/imdb"]},
   })
   observer = RecordingObserver()
   caller_log = root / "caller.log"
@@ -332,7 +333,7 @@ def test_the_published_lineage_names_resource_names_and_the_hub_card_claims_no_s
     artifact = third.tasks[task].outputs[output]
     assert card["lineage"][key] == {"uri": artifact["uri"], "resource_name": artifact["name"]}
   hub = huggingface_hub.ModelCard.load(str(version / contract.HF_DIR / "README.md"))
-  assert hub.data.datasets == ["stanfordnlp/imdb"]  # the miniature's corpus, not production's
+  assert hub.data.datasets == ["stanfordnlp/imdb"]  # the corpus it trained on
   assert hub.data.base_model == config_lib.load(PRODUCTION).push.hub_model_id  # warm-started
   assert hub.data.eval_results is None  # every task was scored on stand-in data
   assert "Scored on stand-in data" in hub.text
