@@ -163,8 +163,8 @@ def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out
 
 def pipeline_main(argv: list[str]) -> int:
   """`tokendrop pipeline ACTION --config FILE [--set KEY=VALUE ...]`."""
-  parser = argparse.ArgumentParser(prog="tokendrop pipeline", description=PIPELINE_ACTIONS,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = ArgumentParser(prog="tokendrop pipeline", description=PIPELINE_ACTIONS,
+                          formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
   parser.add_argument("action", choices=("run", "rehearse", "plan", "compile", "submit",
                                          "schedule"))
   parser.add_argument("--config", required=True, help="a pipeline YAML, e.g. "

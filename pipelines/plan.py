@@ -16,18 +16,15 @@ stage, its estimate, the limit and the fix; `compile`, `submit` and `schedule` r
 config unless --allow-long is given.
 """
 
-import copy
 import dataclasses
-import glob
 import os
-import re
 
 import yaml
 
 from components.glue_eval import finetune, tasks
 from pipelines.config import PipelineConfig
 from trainer import flops
-from trainer.errors import UserError
+from trainer.errors import UserError, first_line
 
 ASSUMPTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "configs", "plan_assumptions.yaml")
@@ -43,12 +40,10 @@ class Assumptions:
     self.path = path
     self.date = str(self.values["date"])
 
-  def get(self, *keys: str, default=None):
+  def get(self, *keys: str):
     node = self.values
     for key in keys:
       if not isinstance(node, dict) or key not in node:
-        if default is not None:
-          return default
         raise UserError(f"{self.path} has no {'.'.join(keys)}; add it with its source")
       node = node[key]
     value = node["value"] if isinstance(node, dict) and "value" in node else node
@@ -159,35 +154,28 @@ def _pipeline_task_machine(assumptions: Assumptions) -> Machine:
                       "a Vertex pipeline task's run time")
 
 
-def _flag(args: list[str], name: str, default: str = "") -> str:
-  for argument in args:
-    if argument.startswith(f"--{name}="):
-      return argument.split("=", 1)[1]
-  return default
-
-
-def corpus_bytes(config: PipelineConfig) -> tuple[int, str]:
+def corpus_bytes(config: PipelineConfig) -> tuple[int | None, str]:
   """(bytes of one span, where the number comes from): corpus.span_bytes when set, else the
-  newest span's files on the local disk, else a packaged corpus's size."""
+  newest span's files as TFX's ExampleGen finds them (its fingerprint's total_bytes), else
+  None for a packaged corpus written at run time."""
   if config.corpus.span_bytes:
     return config.corpus.span_bytes, "corpus.span_bytes"
-  if config.corpus.input_base and "://" not in config.corpus.input_base:
-    pattern = os.path.join(config.corpus.input_base,
-                           config.corpus.file_pattern.replace("{SPAN}", "*").replace(
-                               "{VERSION}", "*"))
-    files = glob.glob(pattern)
-    spans = {}
-    for path in files:
-      match = re.search(r"span-(\d+)", path)
-      spans.setdefault(int(match.group(1)) if match else 0, []).append(path)
-    if spans:
-      newest = spans[max(spans)]
-      return (sum(os.path.getsize(p) for p in newest),
-              f"the newest span on disk ({len(newest)} files)")
   if config.corpus.packaged:
-    return None, f"corpus.packaged {config.corpus.packaged!r}, written at run time"
-  raise UserError(f"corpus.input_base {config.corpus.input_base!r} cannot be listed from here; "
-                  "set corpus.span_bytes to the size of one span for the plan")
+    return None, f"corpus.packaged {config.corpus.packaged!r}"
+  from tfx.components.example_gen import utils
+  from tfx.proto import example_gen_pb2
+
+  try:
+    fingerprint, span, _ = utils.calculate_splits_fingerprint_span_and_version(
+        config.corpus.input_base,
+        [example_gen_pb2.Input.Split(name="corpus", pattern=config.corpus.file_pattern)])
+  except Exception as e:  # noqa: BLE001  (gs:// without credentials, no span yet, ...)
+    raise UserError(f"corpus.input_base {config.corpus.input_base!r} cannot be listed from "
+                    f"here ({first_line(e)}); set corpus.span_bytes to the size of one span "
+                    "for the plan") from None
+  # TFX's fingerprint: split:NAME,num_files:N,total_bytes:B,xor_checksum:X,sum_checksum:S.
+  fields = dict(part.split(":", 1) for part in fingerprint.split(","))
+  return int(fields["total_bytes"]), f"span {span}, {fields['num_files']} files"
 
 
 def _data_row(config: PipelineConfig, assumptions: Assumptions) -> Row:
@@ -198,12 +186,19 @@ def _data_row(config: PipelineConfig, assumptions: Assumptions) -> Row:
   tokens = megabytes * assumptions.get("measured", "tokens_per_mb")
   sequences = tokens / config.data.seq_length
   cpu_seconds = megabytes / assumptions.get("measured", "data_prep_mb_per_cpu_second")
-  runner = _flag(config.beam_pipeline_args, "runner", "DirectRunner")
+  from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, WorkerOptions
+
+  options = PipelineOptions(config.beam_pipeline_args)
+  runner = options.view_as(StandardOptions).runner or "DirectRunner"
   if runner == "DataflowRunner":
-    machine_type = _flag(config.beam_pipeline_args, "machine_type", "n1-standard-1")
+    worker = options.view_as(WorkerOptions)
+    if not worker.machine_type:
+      raise UserError("beam_pipeline_args set no --machine_type for Dataflow; the plan prices "
+                      "the workers by it (e.g. --machine_type=n2-standard-8)")
+    machine_type = worker.machine_type
     vcpus = int(assumptions.get("machines", machine_type, "vcpus"))
     memory = float(assumptions.get("machines", machine_type, "memory_gb"))
-    workers = int(_flag(config.beam_pipeline_args, "max_num_workers", "1"))
+    workers = worker.max_num_workers or worker.num_workers or 1
     startup = assumptions.get("dataflow", "startup_hours")
     hours = cpu_seconds / (vcpus * workers) / HOUR + startup
     per_hour = workers * (vcpus * assumptions.get("dataflow", "dollars_per_vcpu_hour") +
@@ -220,18 +215,11 @@ def _data_row(config: PipelineConfig, assumptions: Assumptions) -> Row:
   return Row("CorpusGen + TokenizePack", work, machine, cost, cost, cost, cost)
 
 
-def _baseline_params(params):
-  baseline = copy.deepcopy(params)
-  baseline.override({"task": {"model": {"encoder": {"any": {"token_selection": "none"}}}}},
-                    is_strict=True)
-  return baseline
-
-
 def _training_row(config: PipelineConfig, assumptions: Assumptions, params) -> Row:
   steps = config.training.train_steps or params.trainer.train_steps
   continue_steps = config.training.continue_steps or steps
   dropping = flops.run_flops(params, steps)
-  bert = flops.run_flops(_baseline_params(params), steps)
+  bert = flops.run_flops(flops.without_dropping(params), steps)
   if config.training.vertex is not None:
     machine = _accelerator_machine(config.training.vertex, assumptions,
                                    assumptions.get("utilization", "pretraining"))

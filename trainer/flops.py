@@ -7,6 +7,7 @@ forward pass (the backward pass costs about twice the forward). Used by
 bench/step_cost.py, the study and the model card, so all three agree.
 """
 
+import copy
 import dataclasses
 
 from trainer.encoder import TokenDropSchedule
@@ -51,6 +52,15 @@ class RunFlops:
     return {"keep_counts": list(self.keep_counts), "stage_steps": list(self.stage_steps),
             "step_flops": list(self.step_flops), "mean_step_flops": self.mean_step_flops,
             "total_flops": self.total}
+
+
+def without_dropping(params):
+  """A copy of an experiment config with token dropping off (token_selection none, as
+  token_drop_bert/baseline): the same run as plain BERT, for comparisons."""
+  baseline = copy.deepcopy(params)
+  baseline.override({"task": {"model": {"encoder": {"any": {"token_selection": "none"}}}}},
+                    is_strict=True)
+  return baseline
 
 
 def run_flops(params, train_steps: int | None = None) -> RunFlops:

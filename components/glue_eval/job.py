@@ -38,12 +38,15 @@ def runtime_config(values: dict):
   from official.core import config_definitions
 
   runtime = config_definitions.RuntimeConfig()
+  unknown = sorted(set(values) - set(runtime.as_dict()))
+  if unknown:
+    raise UserError(f"unknown GLUE runtime key(s) {unknown}; the keys are Model Garden's "
+                    "RuntimeConfig's: distribution_strategy, tpu, num_gpus, "
+                    "mixed_precision_dtype, ...")
   try:
     runtime.override(values, is_strict=True)
   except (KeyError, ValueError, TypeError) as e:
-    raise UserError(f"bad GLUE runtime {values}: {first_line(e)}; keys are Model Garden's "
-                    "RuntimeConfig's (distribution_strategy, tpu, num_gpus, "
-                    "mixed_precision_dtype, ...)") from None
+    raise UserError(f"bad GLUE runtime {values}: {first_line(e)}") from None
   return runtime
 
 

@@ -127,8 +127,7 @@ def pretraining_summary(export_dir: str) -> dict:
   if tf.io.gfile.exists(params_path):
     params = load_params_file(params_path)
     run = flops.run_flops(params)
-    params.override({"task": {"model": {"encoder": {"any": {"token_selection": "none"}}}}})
-    bert = flops.run_flops(params)
+    bert = flops.run_flops(flops.without_dropping(params))
     summary["training_flops"] = {"kept_tokens_per_stage": list(run.keep_counts),
                                  "steps_per_stage": list(run.stage_steps),
                                  "mean_per_step": f"{run.mean_step_flops:.4g}",

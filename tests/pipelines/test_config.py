@@ -109,7 +109,8 @@ def test_a_tpu_job_whose_strategy_is_not_tpu_is_refused_but_its_miniature_runs_o
      "glue: the custom job asks for TPU_V3 but glue.runtime.distribution_strategy is "
      "'one_device', which would run on the TPU VM's CPU; set glue.runtime."
      "distribution_strategy: tpu (and tpu: local)"),
-    ({"runtime": {"distribution_stratgy": "tpu"}}, "glue.runtime: bad GLUE runtime"),
+    ({"runtime": {"distribution_stratgy": "tpu"}},
+     "glue.runtime: unknown GLUE runtime key(s) ['distribution_stratgy']"),
     ({"vertex": {"accelerator_type": "TPU_V9"}},
      "glue.vertex.accelerator_type 'TPU_V9' is not a Vertex accelerator"),
     ({"vertex": {"image": ""}}, "glue.vertex.image is empty"),

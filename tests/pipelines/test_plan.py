@@ -37,8 +37,7 @@ def test_training_hours_follow_the_keep_schedule_the_accelerator_and_the_assumed
   assumptions = run_plan.assumptions
   params = config_lib.check_training(config.training, config.data)
   dropping = flops.run_flops(params, config.training.train_steps).total
-  params.override({"task": {"model": {"encoder": {"any": {"token_selection": "none"}}}}})
-  bert = flops.run_flops(params, config.training.train_steps).total
+  bert = flops.run_flops(flops.without_dropping(params), config.training.train_steps).total
   # 12 layers, 6 of them on 256 of 512 tokens: dropping saves a fifth or more.
   assert 0.6 < dropping / bert < 0.8
   job = config.training.vertex
@@ -162,3 +161,14 @@ def test_a_corpus_that_cannot_be_listed_needs_its_size():
   config = config_lib.load(PRODUCTION, {"corpus": {"span_bytes": 0}})
   with pytest.raises(config_lib.UserError, match=r"set corpus.span_bytes"):
     plan.make_plan(config)
+
+
+def test_a_local_corpus_is_measured_as_tfx_finds_its_newest_span(tmp_path):
+  for span, sizes in ((1, (10, 20)), (2, (300, 4000))):
+    directory = tmp_path / f"span-{span}"
+    directory.mkdir()
+    for i, size in enumerate(sizes):
+      (directory / f"part-{i}.txt").write_bytes(b"x" * size)
+  config = config_lib.load(LOCAL, {"corpus": {"input_base": str(tmp_path), "packaged": "",
+                                              "file_pattern": "span-{SPAN}/*.txt"}})
+  assert plan.corpus_bytes(config) == (4300, "span 2, 2 files")
