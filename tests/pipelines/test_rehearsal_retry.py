@@ -59,7 +59,7 @@ def _children(pid: int) -> list[int]:
 
 class Preemption(threading.Thread):
   """Kills the running task (a child of the task process) once the first checkpoint of the
-  training is on disk, as a TPU VM's maintenance event would."""
+  training is complete on disk, as a TPU VM's maintenance event would."""
 
   def __init__(self, task_process: int, checkpoints: pathlib.Path):
     super().__init__(daemon=True)
@@ -68,8 +68,12 @@ class Preemption(threading.Thread):
     self.done = threading.Event()
 
   def run(self) -> None:
+    # The checkpoint is complete once the CheckpointManager's state file names it: its .index
+    # appears earlier, and a kill between the two left the retry nothing to restore (seen in
+    # CI under load: the retry started again from step 0).
+    latest = f'model_checkpoint_path: "ckpt-{KILL_AFTER_STEP}"'
     while not self.done.is_set():
-      if list(self.checkpoints.glob(f"*/ckpt-{KILL_AFTER_STEP}.index")):
+      if any(latest in state.read_text() for state in self.checkpoints.glob("*/checkpoint")):
         for child in _children(self.task_process):
           os.kill(child, signal.SIGKILL)
           self.killed.append(child)
