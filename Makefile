@@ -6,9 +6,11 @@ PYTEST_ARGS ?=
 # a module's expensive fixture (a pipeline run, a rehearsal) is made once, in the order
 # tests/conftest.py gives (files with end-to-end runs first).
 PYTEST_WORKERS ?= $(shell nproc)
-PYTEST := $(IN_ENV) python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+# tests/image needs `make image` (root, buildah): `make test-image` runs it.
+PYTEST := $(IN_ENV) python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	--ignore=tests/image
 
-.PHONY: test test-fast demo lint env
+.PHONY: test test-fast test-image image demo lint env
 
 env:
 	$(IN_ENV) python -c "import tfx, tensorflow_transform, official.nlp, tensorflow_text, apache_beam"
@@ -26,3 +28,14 @@ test-fast: lint
 
 demo:
 	$(IN_ENV) tokendrop demo
+
+# The project's images, Dockerfile and Dockerfile.train, as OCI archives in out/image/ with
+# their digest, size and package lists (scripts/image: buildah, local stand-ins for images no
+# registry serves here; needs root).
+image:
+	scripts/image
+
+# The production config's miniature rehearsal with every task in the worker image, twice: the
+# second run skips or warm-starts as a scheduled Vertex run does (tests/image/).
+test-image: image
+	$(IN_ENV) python -m pytest -p no:cacheprovider tests/image $(PYTEST_ARGS)

@@ -58,7 +58,8 @@ SUBCOMMANDS = {
 PIPELINE_ACTIONS = """\
     run       the whole pipeline on LocalDagRunner (Beam DirectRunner, in-process training)
     rehearse  compile for Vertex, then run the compiled job here, each task through its
-              container entrypoint (Beam multi_processing, the Trainer in-process)
+              container entrypoint (Beam multi_processing, the Trainer in-process);
+              --image ARCHIVE runs each task in its own container of `make image`'s image
     plan      each stage's work, machine, hours and cost, beside the same run without token
               dropping (configs/plan_assumptions.yaml); exit 2 if a stage would outrun its
               service's limit, which compile/submit/schedule then refuse (--allow-long)
@@ -99,11 +100,13 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose: bool,
-                rehearse: bool = False, work_dir: str | None = None) -> int:
+                rehearse: bool = False, work_dir: str | None = None,
+                image: str | None = None) -> int:
   """Runs a pipeline config (None: local_runner.DEFAULT_CONFIG) on LocalDagRunner, or with
   rehearse=True as a rehearsal of its compiled Vertex job (pipelines/rehearsal/); the
   terminal shows stages, progress and a summary (pipelines/console.py), the log file
-  everything."""
+  everything. image: rehearse each task in a container of this OCI archive
+  (pipelines/rehearsal/container.py)."""
   from pipelines import console
 
   start = time.monotonic()
@@ -122,9 +125,19 @@ def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose
                f"{os.path.relpath(config_lib.MINIATURE_OVERLAY)} set over it:")
       for line in config_lib.overlay_lines(overlay):
         out.line(f"  {line}")
+    if image is not None:
+      from pipelines import rehearsal
+      from pipelines.rehearsal import container
+
+      work_dir = os.path.abspath(work_dir or rehearsal.default_work_dir(config))
+      config, moved = container.in_work_dir(config, work_dir)
+      if moved:
+        out.line(f"A task's container sees only the work dir {work_dir}; moved into it:")
+        for line in moved:
+          out.line(f"  {line}")
     before = set(publish.published_versions(config.push.destination))
     if rehearse:
-      _rehearse(config, config_path, log_path, work_dir, out)
+      _rehearse(config, config_path, log_path, work_dir, out, image)
     else:
       out.line(f"Pipeline {config.name} ({config_path}) on LocalDagRunner")
       out.line(f"Full log: {log_path}")
@@ -137,7 +150,8 @@ def run_locally(config_path: str | None, overrides: dict, log_path: str, verbose
   return 0
 
 
-def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out) -> None:
+def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out,
+              image: str | None = None) -> None:
   """The rehearsal part of run_locally: one line per task and its progress; every task's
   output goes to the run's one log."""
   from pipelines import rehearsal
@@ -145,8 +159,11 @@ def _rehearse(config, config_path: str, log_path: str, work_dir: str | None, out
   out.line(f"Rehearsal of {config.name} ({config_path}): its compiled Vertex job, each task "
            "started through kubeflow_v2_run_executor")
   out.line(f"Full log: {log_path}")
-  result = rehearsal.rehearse(config, work_dir, out, log_path)
-  if result.task_python == sys.executable:
+  result = rehearsal.rehearse(config, work_dir, out, log_path, image)
+  if result.image is not None:
+    out.line(f"Tasks ran in containers of image {result.image.id[:12]} ({result.image.archive}), "
+             "each started by the `podman run` the log shows")
+  elif result.task_python == sys.executable:
     out.line(f"Tasks ran on this environment ({sys.executable}), not on the image's pins: "
              f"run through scripts/in-env, which builds requirements/lock.txt alone")
   else:
@@ -175,6 +192,8 @@ def pipeline_main(argv: list[str]) -> int:
   parser.add_argument("--cron", help='schedule: e.g. "0 3 * * 0" (Sundays 03:00 UTC)')
   parser.add_argument("--work_dir", help="rehearse: its pipeline root, compiled job and logs "
                       "(default: rehearsal/ beside the config's root)")
+  parser.add_argument("--image", metavar="ARCHIVE", help="rehearse: run each task in a "
+                      "container of this OCI archive (`make image`: out/image/tokendrop.oci.tar)")
   parser.add_argument("--allow-long", dest="allow_long", action="store_true",
                       help="compile/submit/schedule: go ahead although `plan` finds a stage "
                       "that cannot finish within its service's limit")
@@ -182,13 +201,17 @@ def pipeline_main(argv: list[str]) -> int:
   args = parser.parse_args(argv)
   if args.action == "compile" and not args.output:
     raise UserError("compile needs --output FILE.json")
+  if args.image and args.action != "rehearse":
+    raise UserError("--image is for rehearse: compile, submit and schedule name the images in "
+                    "the config (vertex.image, training.vertex.image)")
   if args.action == "schedule" and not args.cron:
     raise UserError('schedule needs --cron, e.g. --cron "0 3 * * 0"')
   overrides = overrides_from_pairs(args.set)
   if args.action in ("run", "rehearse"):
     return run_locally(args.config, overrides,
                        args.log_file or default_log_path(f"pipeline-{args.action}"),
-                       args.verbose, rehearse=args.action == "rehearse", work_dir=args.work_dir)
+                       args.verbose, rehearse=args.action == "rehearse", work_dir=args.work_dir,
+                       image=args.image)
   with console.session(args.log_file or default_log_path(f"pipeline-{args.action}"),
                        args.verbose) as out:
     # Imported in the session: TF's import-time logs go to the log file.

@@ -266,9 +266,31 @@ def load(path: str, overrides: dict | None = None) -> PipelineConfig:
   `path`'s checkout) are applied on top."""
   base = _checkout_of(path)
   values = _merge(_read_yaml(path, "pipeline config"), overrides or {})
-  config = _build(PipelineConfig, _with_absolute_paths(values, base),
-                  os.path.basename(path).removesuffix(".yaml"))
+  config = _derived(_build(PipelineConfig, _with_absolute_paths(values, base),
+                           os.path.basename(path).removesuffix(".yaml")))
   _check(config, path)
+  return config
+
+
+SDK_CONTAINER_IMAGE_FLAG = "--sdk_container_image="
+SERVICE_ACCOUNT_FLAG = "--service_account_email="
+
+
+def _derived(config: PipelineConfig) -> PipelineConfig:
+  """Each image and the service account are named once: Dataflow's workers run vertex.image
+  (the project's image, with the Beam SDK's boot entrypoint) as vertex.service_account unless
+  beam_pipeline_args name others, and GLUE's custom jobs run training.vertex.image (the training
+  image) unless glue.vertex.image names another."""
+  if config.vertex is not None and "--runner=DataflowRunner" in config.beam_pipeline_args:
+    derived = [(SDK_CONTAINER_IMAGE_FLAG, config.vertex.image),
+               (SERVICE_ACCOUNT_FLAG, config.vertex.service_account)]
+    added = [flag + value for flag, value in derived if value and not any(
+        a.startswith(flag) for a in config.beam_pipeline_args)]
+    config = dataclasses.replace(config, beam_pipeline_args=[*config.beam_pipeline_args, *added])
+  glue_job, training_job = config.glue.vertex, config.training.vertex
+  if glue_job is not None and not glue_job.image and training_job is not None:
+    config = dataclasses.replace(config, glue=dataclasses.replace(
+        config.glue, vertex=dataclasses.replace(glue_job, image=training_job.image)))
   return config
 
 

@@ -61,7 +61,7 @@ def check_config(config: PipelineConfig) -> None:
   for key, job in (("training", config.training.vertex), ("glue", config.glue.vertex)):
     if job is not None:
       check_image(job.image, f"{key}.vertex.image")
-  flag = "--sdk_container_image="
+  flag = config_lib.SDK_CONTAINER_IMAGE_FLAG
   for argument in config.beam_pipeline_args:
     if argument.startswith(flag):
       check_image(argument.removeprefix(flag), f"beam_pipeline_args {flag}")

@@ -38,7 +38,7 @@ def test_dockerfile_pins_match_the_lock():
   dockerfile = (REPO / "Dockerfile").read_text()
   assert f'"uv=={_lock_version("lock-test.txt", "uv")}"' in dockerfile
   beam = _lock_version("lock.txt", "apache-beam")
-  assert f"apache/beam_python3.13_sdk:{beam} " in dockerfile
+  assert f"ARG BEAM_SDK_IMAGE=apache/beam_python3.13_sdk:{beam}\n" in dockerfile
   assert "--require-hashes /tmp/lock.txt" in dockerfile
 
 

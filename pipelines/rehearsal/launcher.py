@@ -11,6 +11,9 @@ A `python -m MODULE` command runs in a process forked from the task process
 importing them again in every task; one task process serves every run of a Rehearsal. The
 task's process is still new, runs the module as __main__ with the spec's arguments, and
 imports every project module itself. Any other command runs as a subprocess, as is.
+
+With an image (container.Image), every command runs as its own container of it instead, as
+Vertex runs each task: no task process, and `python` is the image's.
 """
 
 import json
@@ -22,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from pipelines.rehearsal import task_process
+from pipelines.rehearsal.container import Image
 from trainer.contract import PROGRESS_PREFIX
 from trainer.errors import UserError
 
@@ -48,10 +52,16 @@ def task_python() -> str:
 class Launcher:
   """Runs task commands one at a time; a context manager that stops its task process."""
 
-  def __init__(self, executors: dict[str, dict], python: str = sys.executable):
+  def __init__(self, executors: dict[str, dict], python: str = sys.executable,
+               image: Image | None = None, work_dir: str | None = None):
     """executors: the spec's deploymentSpec executors, by label; their `python -m` modules are
     the ones the task process imports. python: the interpreter that stands for the spec's
-    `python` (see task_python())."""
+    `python` (see task_python()). image: run each command in a container of it instead, which
+    sees work_dir only."""
+    self.image, self.work_dir = image, work_dir
+    if image is not None:
+      self.python, self.modules, self._server = "python", [], None
+      return
     self.python = python
     commands = []
     for executor in executors.values():
@@ -67,6 +77,8 @@ class Launcher:
   @property
   def pid(self) -> int:
     """The task process's pid: a warm task (a `python -m` command) runs in a child of it."""
+    if self._server is None:
+      raise RuntimeError("tasks in an image run in containers, not in a task process")
     return self._server.pid
 
   def __enter__(self) -> "Launcher":
@@ -77,6 +89,8 @@ class Launcher:
 
   def close(self, kill: bool = False) -> None:
     """Stops the task process; kill=True when a task may still be running in it."""
+    if self._server is None:
+      return
     if kill:
       self._server.kill()
     self._server.stdin.close()
@@ -88,6 +102,8 @@ class Launcher:
     """Runs `command`, its output to `log` and each line's text from PROGRESS_PREFIX on to
     `progress`; raises TaskFailed, naming `what` and the log, if it exits with a nonzero
     status."""
+    if self.image is not None:
+      command = self.image.command(command, self.work_dir)
     warm = command[:2] == [self.python, "-m"] and command[2] in self.modules
     log.write(f"=== {what} started: {shlex.join(command)}\n")
     if warm:

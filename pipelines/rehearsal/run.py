@@ -53,7 +53,7 @@ from components.corpus_gen.packaged import prepare_packaged_corpus
 from components.glue_eval.miniature import prepare_packaged_glue
 from pipelines.config import PipelineConfig
 from pipelines.observer import StageObserver
-from pipelines.rehearsal import artifacts, spec
+from pipelines.rehearsal import artifacts, container, spec
 from pipelines.rehearsal.launcher import Launcher, TaskFailed, task_python
 
 
@@ -82,6 +82,7 @@ class RehearsalResult:
   trainer_swapped: bool  # a Vertex CustomJob trainer ran as the in-process executor
   glue_jobs_local: bool  # GLUE's Vertex custom jobs ran as local processes
   task_python: str  # the interpreter each task's `python` ran on (launcher.task_python())
+  image: container.Image | None = None  # the image every container task ran in, if any
 
 
 def default_work_dir(config: PipelineConfig) -> str:
@@ -100,17 +101,27 @@ class Rehearsal:
   work_dir (default: default_work_dir) holds pipeline.json, root/ (the pipeline root, with
   artifacts.jsonl, which every run of this work dir adds to and resolves from) and
   logs/<run>.log. Published versions go to config.push.destination.
+
+  image: an OCI archive (`make image`): every container task runs in its own container of it
+  (container.py), which sees only work_dir; the config's corpus, GLUE data and publishing
+  directory must be inside work_dir (container.in_work_dir moves them there).
   """
 
-  def __init__(self, config: PipelineConfig, work_dir: str | None = None):
+  def __init__(self, config: PipelineConfig, work_dir: str | None = None,
+               image: str | None = None):
     spec.check_local_paths(config)
     self.work_dir = os.path.abspath(work_dir or default_work_dir(config))
+    if image is not None:
+      container.check_in_work_dir(config, self.work_dir)
+    self.image = container.Image.load(image) if image is not None else None
     self.config = spec.rehearsal_config(config, os.path.join(self.work_dir, "root"))
     self.job = spec.compile_job(self.config, self.work_dir)
     self._record = artifacts.ArtifactRecord(
         os.path.join(self.job.pipeline_root, artifacts.ARTIFACT_RECORD))
-    self.task_python = task_python()
-    self._launcher: Launcher | None = Launcher(self.job.executors, self.task_python)
+    self.task_python = (f"python of image {self.image.id[:12]} ({self.image.archive})"
+                        if self.image is not None else task_python())
+    self._launcher: Launcher | None = Launcher(self.job.executors, self.task_python, self.image,
+                                               self.work_dir)
 
   @property
   def task_process_pid(self) -> int:
@@ -155,6 +166,9 @@ class Rehearsal:
       with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"Rehearsal {run_name} of {self.job.path}\n"
                   f"Tasks run on {self.task_python}\n")
+        if self.image is not None:
+          log.write(f"Each container task runs in its own container of image {self.image.id} "
+                    f"(podman), which sees only {self.work_dir}\n")
         if self.job.trainer_swapped:
           log.write(f"Trainer: {spec.VERTEX_TRAINER_EXECUTOR} (a Vertex CustomJob) swapped "
                     f"for {spec.LOCAL_TRAINER_EXECUTOR} (in-process)\n")
@@ -170,14 +184,14 @@ class Rehearsal:
       raise
     return RehearsalResult(self.job.path, log_path, tasks, _published(tasks),
                            self.job.trainer_swapped, self.job.glue_jobs_local,
-                           self.task_python)
+                           self.task_python, self.image)
 
 
 def rehearse(config: PipelineConfig, work_dir: str | None = None,
              observer: StageObserver | None = None,
-             log_path: str | None = None) -> RehearsalResult:
+             log_path: str | None = None, image: str | None = None) -> RehearsalResult:
   """Compiles `config` for Vertex and runs the compiled job here once; see Rehearsal."""
-  with Rehearsal(config, work_dir) as rehearsal:
+  with Rehearsal(config, work_dir, image) as rehearsal:
     return rehearsal.run(observer, log_path)
 
 

@@ -20,6 +20,25 @@ def test_shipped_configs_load_with_paths_resolved_against_the_checkout():
   assert "--runner=DataflowRunner" in vertex.beam_pipeline_args
 
 
+def test_each_image_is_named_once_and_the_others_derive_from_it():
+  tag = "europe-west4-docker.pkg.dev/p/r/tokendrop{}:abc1234"
+  vertex = config_lib.load(VERTEX, {"vertex": {"image": tag.format(""),
+                                               "service_account": "sa@p.iam.gserviceaccount.com"},
+                                    "training": {"vertex": {"image": tag.format("-train")}}})
+  assert "--service_account_email=sa@p.iam.gserviceaccount.com" in vertex.beam_pipeline_args
+  # Dataflow's workers run the pipeline's image; GLUE's custom jobs the training image.
+  assert [a for a in vertex.beam_pipeline_args if a.startswith("--sdk_container_image=")] == [
+      "--sdk_container_image=" + tag.format("")]
+  assert vertex.glue.vertex.image == tag.format("-train")
+  # Either can still be named on its own.
+  other = config_lib.load(VERTEX, {"glue": {"vertex": {"image": tag.format("-glue")}},
+                                   "beam_pipeline_args": ["--runner=DataflowRunner",
+                                                          "--sdk_container_image=x/y:z"]})
+  assert other.glue.vertex.image == tag.format("-glue")
+  assert [a for a in other.beam_pipeline_args if a.startswith("--sdk")] == [
+      "--sdk_container_image=x/y:z"]
+
+
 def test_overrides_from_the_command_line():
   overrides = cli.overrides_from_pairs(["training.train_steps=7", "glue.tasks=CoLA,RTE",
                                        "training.params_override.runtime.num_gpus=0"])
@@ -113,7 +132,6 @@ def test_a_tpu_job_whose_strategy_is_not_tpu_is_refused_but_its_miniature_runs_o
      "glue.runtime: unknown GLUE runtime key(s) ['distribution_stratgy']"),
     ({"vertex": {"accelerator_type": "TPU_V9"}},
      "glue.vertex.accelerator_type 'TPU_V9' is not a Vertex accelerator"),
-    ({"vertex": {"image": ""}}, "glue.vertex.image is empty"),
 ])
 def test_the_glue_jobs_strategy_must_use_the_accelerator_they_ask_for(overrides, message):
   with pytest.raises(UserError) as error:
