@@ -20,7 +20,8 @@ FROM ${BEAM_SDK_IMAGE} AS beam_sdk
 
 FROM ${BASE_IMAGE} AS wheel
 COPY . /src
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src
+# SOURCE_DATE_EPOCH: the same sources give the same wheel, so its layers below stay cached.
+RUN SOURCE_DATE_EPOCH=315532800 pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src
 
 FROM ${BASE_IMAGE}
 COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam

@@ -24,8 +24,13 @@ In order:
    rehearsals of the work dir produced (artifacts.py): the second run resolves the first
    one's blessed model and warm-starts from it, as a scheduled Vertex run does.
 
+With an image (`tokendrop pipeline rehearse --image out/image/tokendrop.oci.tar`, the archive
+`make image` builds), each container task runs in its own podman container of it instead,
+seeing only the work dir (container.py).
+
 Not rehearsed: the Vertex and Dataflow services themselves (scheduling, Vertex's cache: every
-task runs), the CustomJob on TPU, and the image build.
+task runs), the CustomJob on TPU, and the registry images (`make image` builds with local
+stand-ins for them; Cloud Build uses the real ones).
 """
 
 import importlib

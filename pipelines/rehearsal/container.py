@@ -92,19 +92,9 @@ class Image:
   def command(self, command: list[str], work_dir: str) -> list[str]:
     """`command` (the spec's command and args) as a container of this image that sees only
     work_dir."""
-    limits = []
-    for name, limit in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
-      hard = resource.getrlimit(limit)[1]
-      if name == "nproc":
-        # No more processes than there can be pids: this sandbox refuses an nproc limit above
-        # kernel.pid_max (measured: 32768 starts, 32769 fails with "error setting rlimit").
-        hard = min(hard if hard != resource.RLIM_INFINITY else _pid_max(), _pid_max())
-      if hard != resource.RLIM_INFINITY:
-        limits += ["--ulimit", f"{name}={hard}:{hard}"]
     work_dir = os.path.abspath(work_dir)
     _check_shared(work_dir, "the work dir")
-    return podman("run", "--rm", "--pull", "never", "--runtime", "runc", *limits,
-                  "--network", "none", "--volume", f"{work_dir}:{work_dir}",
+    return podman(*RUN, *limits(), "--volume", f"{work_dir}:{work_dir}",
                   "--entrypoint", command[0], self.id, *command[1:])
 
 
@@ -137,6 +127,24 @@ def check_in_work_dir(config: PipelineConfig, work_dir: str) -> None:
     raise UserError(f"a task in the image sees only the work dir {work_dir}, and "
                     f"{moved[0].split(':')[0]} is outside it: set it inside, or let "
                     "`tokendrop pipeline rehearse --image` move it (container.in_work_dir)")
+
+
+# How every container starts: removed after, from the loaded image only, runc, no network.
+RUN = ("run", "--rm", "--pull", "never", "--runtime", "runc", "--network", "none")
+
+
+def limits() -> list[str]:
+  """--ulimit flags at this process's own hard limits, which a container cannot exceed here."""
+  flags = []
+  for name, limit in (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC)):
+    hard = resource.getrlimit(limit)[1]
+    if name == "nproc":
+      # No more processes than there can be pids: this sandbox refuses an nproc limit above
+      # kernel.pid_max (measured: 32768 starts, 32769 fails with "error setting rlimit").
+      hard = min(hard if hard != resource.RLIM_INFINITY else _pid_max(), _pid_max())
+    if hard != resource.RLIM_INFINITY:
+      flags += ["--ulimit", f"{name}={hard}:{hard}"]
+  return flags
 
 
 def _pid_max() -> int:

@@ -83,6 +83,35 @@ def test_the_archive_is_an_oci_image_with_its_record():
   assert "tokendrop-bert==0.1.0" in record["python_packages"]
 
 
+def test_the_stand_in_beam_boot_fails_loudly_where_dataflow_would_start_it():
+  record = json.loads(RECORD.read_text())
+  if not any(s.startswith("BEAM_SDK_IMAGE=") for s in record["stand_ins"]):
+    pytest.skip("built with the real Beam SDK image")
+  started = subprocess.run(container.podman(*container.RUN, *container.limits(), record["id"]),
+                           capture_output=True, text=True)
+  assert started.returncode == 1
+  assert "STAND-IN for apache/beam_python3.13_sdk" in started.stderr
+  assert "Build the image with cloudbuild.yaml" in started.stderr
+
+
+def test_the_training_image_runs_its_job_entrypoint_on_the_training_lock_s_tensorflow(
+    tmp_path):
+  archive = ARCHIVE.with_name("tokendrop-train.oci.tar")
+  image = container.Image.load(str(archive))
+  started = subprocess.run(container.podman(*container.RUN, *container.limits(), image.id,
+                                            "--help"), capture_output=True, text=True)
+  assert started.returncode == 0, started.stderr
+  assert "usage:" in started.stdout and "trainer.job" in started.stdout
+  version = subprocess.run(
+      image.command(["python", "-c", "import tensorflow as tf, trainer; "
+                     "print(tf.__version__, trainer.__file__)"], str(tmp_path)),
+      capture_output=True, text=True)
+  assert version.returncode == 0, version.stderr
+  tensorflow, location = version.stdout.split()
+  assert f"tensorflow=={tensorflow} " in (REPO / "requirements" / "lock-train.txt").read_text()
+  assert location.startswith("/opt/venv/lib/python3.11/site-packages/trainer/")
+
+
 def test_every_container_task_ran_in_the_image_seeing_only_the_work_dir(runs):
   work, *results = runs
   for result, log in results:
@@ -122,5 +151,5 @@ def test_the_glue_jobs_ran_on_the_image_s_python(runs):
   logs = sorted(work.glob("root/*/GlueEvaluator/evaluation/job_logs/*.log"))
   assert len(logs) == 2 * len(config_lib.load(PRODUCTION).glue.tasks.split(","))
   for log in logs:
-    header = next(line for line in log.read_text().splitlines() if "TensorFlow " in line)
+    header = next(line for line in log.read_text().splitlines() if ": TensorFlow " in line)
     assert "(/opt/venv/bin/python)" in header, header  # the image's venv, not a checkout's
