@@ -10,6 +10,7 @@ blessed model, trains the continuation, publishes). Each container task must be 
 of the image whose one mount is the work dir, with the spec's command as its entrypoint.
 """
 
+import hashlib
 import itertools
 import json
 import os
@@ -81,6 +82,30 @@ def test_the_archive_is_an_oci_image_with_its_record():
   for name in ("tfx==1.21.0", "tensorflow==2.21.0", "apache-beam==2.77.0"):
     assert name in record["python_packages"] and name in pins
   assert "tokendrop-bert==0.1.0" in record["python_packages"]
+
+
+@pytest.mark.parametrize("name", ["tokendrop", "tokendrop-train"])
+def test_nothing_from_the_build_host_is_in_the_image(name, tmp_path):
+  """The host's CA bundle (mounted for the build's RUN steps) and its pip and uv settings."""
+  image = container.Image.load(str(ARCHIVE.with_name(f"{name}.oci.tar")))
+  bundle = "/etc/ssl/certs/ca-certificates.crt"
+  found = subprocess.run(image.command(["python", "-c", f"""
+import hashlib, os
+print(hashlib.sha256(open({bundle!r}, "rb").read()).hexdigest())
+for path in ("/etc/pip.conf", "/root/.config/pip/pip.conf", "/etc/uv/uv.toml",
+             "/root/.config/uv/uv.toml"):
+  print(path, os.path.exists(path))
+for name in sorted(os.environ):
+  if name.startswith(("PIP_", "UV_", "SSL_CERT", "REQUESTS_CA")):
+    print("env", name)
+"""], str(tmp_path)), capture_output=True, text=True)
+  assert found.returncode == 0, found.stderr
+  digest, *settings = found.stdout.splitlines()
+  with open(bundle, "rb") as f:  # the bundle pip and uv trusted during the build
+    assert digest != hashlib.sha256(f.read()).hexdigest()
+  assert settings == [f"{path} False" for path in (
+      "/etc/pip.conf", "/root/.config/pip/pip.conf", "/etc/uv/uv.toml",
+      "/root/.config/uv/uv.toml")]
 
 
 def test_the_stand_in_beam_boot_fails_loudly_where_dataflow_would_start_it():
