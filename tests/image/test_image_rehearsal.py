@@ -82,6 +82,10 @@ def test_the_archive_is_an_oci_image_with_its_record():
   for name in ("tfx==1.21.0", "tensorflow==2.21.0", "apache-beam==2.77.0"):
     assert name in record["python_packages"] and name in pins
   assert "tokendrop-bert==0.1.0" in record["python_packages"]
+  # What its dependency layers were cached by.
+  assert record["sha256"] == {
+      name: hashlib.sha256((REPO / name).read_bytes()).hexdigest()
+      for name in ("Dockerfile", "requirements/lock.txt")}
 
 
 @pytest.mark.parametrize("name", ["tokendrop", "tokendrop-train"])
