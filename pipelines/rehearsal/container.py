@@ -2,7 +2,7 @@
 
     image = Image.load("out/image/tokendrop.oci.tar")   # an archive `make image` wrote
     image.command(["python", "-m", "tfx...kubeflow_v2_run_executor", ...], work_dir)
-    # -> ["podman", "run", "--rm", ..., "-v", "WORK:WORK", "--entrypoint", "python", IMAGE_ID,
+    # -> ["podman", "run", "--rm", ..., "--volume", "WORK:WORK", "--entrypoint", "python", ID,
     #     "-m", "tfx...kubeflow_v2_run_executor", ...]
 
 Each container task of the compiled spec runs as its own container of the image, as Vertex
@@ -27,9 +27,12 @@ import os
 import resource
 import shutil
 import subprocess
+import typing
 
-from pipelines.config import PipelineConfig
 from trainer.errors import UserError
+
+if typing.TYPE_CHECKING:  # the launcher imports this module, and it stays light
+  from pipelines.config import PipelineConfig
 
 PODMAN = "podman"
 # Set by scripts/in-env in rootfs mode: where the host's root is mounted in the root.
@@ -98,7 +101,7 @@ class Image:
                   "--entrypoint", command[0], self.id, *command[1:])
 
 
-def in_work_dir(config: PipelineConfig, work_dir: str) -> tuple[PipelineConfig, list[str]]:
+def in_work_dir(config: "PipelineConfig", work_dir: str) -> tuple["PipelineConfig", list[str]]:
   """`config` with every local path a task reads or writes moved into work_dir, the one
   directory a task's container sees; and a line for each path moved."""
   work_dir = os.path.abspath(work_dir)
@@ -120,7 +123,7 @@ def in_work_dir(config: PipelineConfig, work_dir: str) -> tuple[PipelineConfig, 
   return dataclasses.replace(config, corpus=corpus, glue=glue, push=push), moved
 
 
-def check_in_work_dir(config: PipelineConfig, work_dir: str) -> None:
+def check_in_work_dir(config: "PipelineConfig", work_dir: str) -> None:
   """Every path a task's container reads or writes is in work_dir (see in_work_dir)."""
   _, moved = in_work_dir(config, work_dir)
   if moved:

@@ -120,7 +120,7 @@ class Rehearsal:
         os.path.join(self.job.pipeline_root, artifacts.ARTIFACT_RECORD))
     self.task_python = (f"python of image {self.image.id[:12]} ({self.image.archive})"
                         if self.image is not None else task_python())
-    self._launcher: Launcher | None = Launcher(self.job.executors, self.task_python, self.image,
+    self._launcher: Launcher | None = Launcher(self.job.executors, task_python(), self.image,
                                                self.work_dir)
 
   @property
