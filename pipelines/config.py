@@ -281,12 +281,24 @@ def _derived(config: PipelineConfig) -> PipelineConfig:
   (the project's image, with the Beam SDK's boot entrypoint) as vertex.service_account unless
   beam_pipeline_args name others, and GLUE's custom jobs run training.vertex.image (the training
   image) unless glue.vertex.image names another."""
-  if config.vertex is not None and "--runner=DataflowRunner" in config.beam_pipeline_args:
-    derived = [(SDK_CONTAINER_IMAGE_FLAG, config.vertex.image),
-               (SERVICE_ACCOUNT_FLAG, config.vertex.service_account)]
-    added = [flag + value for flag, value in derived if value and not any(
-        a.startswith(flag) for a in config.beam_pipeline_args)]
-    config = dataclasses.replace(config, beam_pipeline_args=[*config.beam_pipeline_args, *added])
+  if config.vertex is not None:
+    from apache_beam.options.pipeline_options import (
+      GoogleCloudOptions,
+      PipelineOptions,
+      StandardOptions,
+      WorkerOptions,
+    )
+
+    # Beam's own parsing: `--runner DataflowRunner` and `--runner=DataflowRunner` alike.
+    options = PipelineOptions(config.beam_pipeline_args)
+    if options.view_as(StandardOptions).runner == "DataflowRunner":
+      derived = [(SDK_CONTAINER_IMAGE_FLAG, config.vertex.image,
+                  options.view_as(WorkerOptions).sdk_container_image),
+                 (SERVICE_ACCOUNT_FLAG, config.vertex.service_account,
+                  options.view_as(GoogleCloudOptions).service_account_email)]
+      added = [flag + value for flag, value, named in derived if value and not named]
+      config = dataclasses.replace(config,
+                                   beam_pipeline_args=[*config.beam_pipeline_args, *added])
   glue_job, training_job = config.glue.vertex, config.training.vertex
   if glue_job is not None and not glue_job.image and training_job is not None:
     config = dataclasses.replace(config, glue=dataclasses.replace(

@@ -61,10 +61,11 @@ def check_config(config: PipelineConfig) -> None:
   for key, job in (("training", config.training.vertex), ("glue", config.glue.vertex)):
     if job is not None:
       check_image(job.image, f"{key}.vertex.image")
-  flag = config_lib.SDK_CONTAINER_IMAGE_FLAG
-  for argument in config.beam_pipeline_args:
-    if argument.startswith(flag):
-      check_image(argument.removeprefix(flag), f"beam_pipeline_args {flag}")
+  from apache_beam.options.pipeline_options import PipelineOptions, WorkerOptions
+
+  sdk_image = PipelineOptions(config.beam_pipeline_args).view_as(WorkerOptions).sdk_container_image
+  if sdk_image:
+    check_image(sdk_image, f"beam_pipeline_args {config_lib.SDK_CONTAINER_IMAGE_FLAG}")
 
 
 def check_image(image: str, key: str) -> None:

@@ -37,6 +37,9 @@ def test_each_image_is_named_once_and_the_others_derive_from_it():
   assert other.glue.vertex.image == tag.format("-glue")
   assert [a for a in other.beam_pipeline_args if a.startswith("--sdk")] == [
       "--sdk_container_image=x/y:z"]
+  # Beam's flag syntax, not one spelling of it: `--runner DataflowRunner` is Dataflow too.
+  spaced = config_lib.load(VERTEX, {"beam_pipeline_args": ["--runner", "DataflowRunner"]})
+  assert spaced.beam_pipeline_args[2:] == ["--sdk_container_image=" + spaced.vertex.image]
 
 
 def test_overrides_from_the_command_line():
