@@ -68,10 +68,15 @@ def test_full_disk_is_refused_before_building(tmp_path):
 
 
 def test_rootfs_mode_without_root_says_what_to_do():
+  # pytest's tmp_path is root's alone; the unprivileged user below needs a path it can reach.
   with tempfile.TemporaryDirectory() as cache:
-    os.chmod(cache, 0o777)  # writable by the unprivileged user below
-    result = _run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", IN_ENV, "true"],
-                  TOKENDROP_ENV_MODE="rootfs", TOKENDROP_ENV_CACHE=cache, HOME=cache)
+    # A full cache disk too: the missing root is the first thing said, whatever the disk holds.
+    script = (f"mount -t tmpfs -o size=16m,mode=0777 none {cache} && "
+              f"HOME={cache} TOKENDROP_ENV_MODE=rootfs TOKENDROP_ENV_CACHE={cache} "
+              f"setpriv --reuid=65534 --regid=65534 --clear-groups {IN_ENV} true")
+    os.chmod(cache, 0o755)
+    result = _run(["unshare", "--mount", "--propagation", "unchanged", "sh", "-c", script])
   assert result.returncode == 1, result.stderr
   assert "needs root (debootstrap, unshare, chroot)" in result.stderr
   assert "glibc >= 2.39" in result.stderr
+  assert "GB free" not in result.stderr
