@@ -1,6 +1,12 @@
 """Beam options and paths, the same for every component that runs a Beam pipeline."""
 
-from apache_beam.options.pipeline_options import PipelineOptions
+import logging
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 
 def pipeline_options(pipeline_args: list[str]) -> PipelineOptions:
@@ -39,3 +45,22 @@ def check_remote_paths(options: PipelineOptions, paths: list[tuple[str, str]]) -
   if local:
     raise UserError(f"{', '.join(local)}: a local path, which {runner}'s workers cannot reach; "
                     "give gs:// paths")
+
+
+def remove_tfx_dependency_package(pipeline_args: Sequence[str]) -> None:
+  """Removes the package TFX built for Beam's workers, once the pipeline has run.
+
+  When the Beam arguments name no dependency (--extra_packages, --setup_file,
+  --requirements_file, --sdk_container_image), TFX's BaseBeamExecutor copies its own install
+  (52 MB) into a fresh tempfile.mkdtemp(), packs it as a tfx_ephemeral sdist and adds it as
+  --extra_package; nothing removes it. A runner stages the package when the pipeline is
+  submitted, and DirectRunner's workers never read it, so after the run it is only a leak.
+  """
+  for package in PipelineOptions(list(pipeline_args)).view_as(SetupOptions).extra_packages or []:
+    path = pathlib.PurePath(package)
+    # TFX's layout: <mkdtemp>/build/tfx/dist/tfx_ephemeral-<version>.tar.gz
+    if (path.name.startswith("tfx_ephemeral-") and len(path.parents) > 4
+        and path.parent.parts[-3:] == ("build", "tfx", "dist")
+        and str(path.parents[4]) == tempfile.gettempdir()):
+      shutil.rmtree(path.parents[3], ignore_errors=True)
+      logging.info("Removed TFX's Beam dependency package %s", path.parents[3])
