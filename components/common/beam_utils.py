@@ -1,10 +1,11 @@
 """Beam options and paths, the same for every component that runs a Beam pipeline."""
 
+import functools
 import logging
 import pathlib
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
@@ -64,3 +65,16 @@ def remove_tfx_dependency_package(pipeline_args: Sequence[str]) -> None:
         and str(path.parents[4]) == tempfile.gettempdir()):
       shutil.rmtree(path.parents[3], ignore_errors=True)
       logging.info("Removed TFX's Beam dependency package %s", path.parents[3])
+
+
+def removes_tfx_dependency_package(do: Callable) -> Callable:
+  """Decorates a BaseBeamExecutor's Do: whatever Do does, TFX's package is removed after it."""
+
+  @functools.wraps(do)
+  def wrapped(self, *args, **kwargs):
+    try:
+      return do(self, *args, **kwargs)
+    finally:
+      remove_tfx_dependency_package(self._beam_pipeline_args)
+
+  return wrapped

@@ -48,7 +48,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.common import corpus
-from components.common.beam_utils import join, pipeline_options, remove_tfx_dependency_package
+from components.common.beam_utils import join, pipeline_options, removes_tfx_dependency_package
 from trainer import contract
 
 CORPUS_SPLIT = "corpus"
@@ -137,12 +137,10 @@ class Executor(base_example_gen_executor.BaseExampleGenExecutor):
       self._pipeline = beam.Pipeline(options=pipeline_options(self._beam_pipeline_args))
     return self._pipeline
 
+  @removes_tfx_dependency_package
   def Do(self, input_dict: dict[str, list[types.Artifact]],
          output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
-    try:
-      super().Do(input_dict, output_dict, exec_properties)
-    finally:
-      remove_tfx_dependency_package(self._beam_pipeline_args)
+    super().Do(input_dict, output_dict, exec_properties)
     # ExampleGen runs its pipeline in a `with` block, which keeps the result on the pipeline.
     examples = artifact_utils.get_single_instance(
         output_dict[standard_component_specs.EXAMPLES_KEY])

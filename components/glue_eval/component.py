@@ -66,6 +66,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.common.artifacts import foreign
+from components.common.beam_utils import removes_tfx_dependency_package
 from components.glue_eval import blessing as blessing_lib
 from components.glue_eval import evaluate, finetune, jobs
 from components.glue_eval import job as job_lib
@@ -142,6 +143,7 @@ class Executor(evaluator_executor.Executor):
   """Fine-tunes on GLUE and writes the evaluation and the blessing. TFX's Evaluator executor is
   the base class only for the Vertex entrypoint's sake (see the module docstring)."""
 
+  @removes_tfx_dependency_package
   def Do(self, input_dict: dict[str, list[types.Artifact]],
          output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)

@@ -48,7 +48,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.common.artifacts import PretrainDataStatistics, set_custom_properties
-from components.common.beam_utils import join, remove_tfx_dependency_package
+from components.common.beam_utils import join, removes_tfx_dependency_package
 from components.tokenize_pack import pipeline
 from components.tokenize_pack.config import DataOptions, PrepareDataConfig
 from trainer import contract
@@ -133,15 +133,9 @@ def _copy_span(corpus: list[types.Artifact], examples: types.Artifact) -> None:
 class Executor(base_beam_executor.BaseBeamExecutor):
   """Runs pipeline.run with the component's Beam arguments, writing into the output artifacts."""
 
+  @removes_tfx_dependency_package
   def Do(self, input_dict: dict[str, list[types.Artifact]],
          output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
-    try:
-      self._run(input_dict, output_dict, exec_properties)
-    finally:
-      remove_tfx_dependency_package(self._beam_pipeline_args)
-
-  def _run(self, input_dict: dict[str, list[types.Artifact]],
-           output_dict: dict[str, list[types.Artifact]], exec_properties: dict[str, Any]) -> None:
     self._log_startup(input_dict, output_dict, exec_properties)
     corpus = input_dict[CORPUS_KEY]
     examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])

@@ -1,8 +1,8 @@
 """The package TFX builds for Beam's workers is removed once a Beam executor has run.
 
 TFX's BaseBeamExecutor builds it (a 52 MB copy of TFX under a fresh mkdtemp) whenever the Beam
-arguments name no dependency, as every local config's do; before this, each CorpusGen and
-TokenizePack run left one behind in the temp dir.
+arguments name no dependency, as every local config's do; before this, each CorpusGen,
+TokenizePack and GlueEvaluator run left one behind in the temp dir.
 """
 
 import pathlib
@@ -15,6 +15,7 @@ from tfx.utils import dependency_utils
 
 from components.common.beam_utils import remove_tfx_dependency_package
 from components.corpus_gen import component as corpus_gen_component
+from components.glue_eval import component as glue_eval_component
 from components.tokenize_pack import component as tokenize_pack_component
 from components.tokenize_pack import pipeline as tokenize_pack_pipeline
 from tests.components.tokenize_pack.conftest import VOCAB
@@ -86,4 +87,14 @@ def test_corpus_gen_removes_the_package_even_when_its_pipeline_fails(monkeypatch
   package = _tfx_package(executor._beam_pipeline_args)
   with pytest.raises(RuntimeError, match="the pipeline failed"):
     executor.Do({}, {}, {})
+  assert not package.parents[3].exists()
+
+
+def test_glue_evaluator_which_runs_no_beam_pipeline_removes_the_package_too():
+  executor = glue_eval_component.Executor(
+      base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=LOCAL_ARGS))
+  package = _tfx_package(executor._beam_pipeline_args)
+  assert package.exists()
+  with pytest.raises(KeyError):
+    executor.Do({}, {}, {})  # no model: fails at once
   assert not package.parents[3].exists()
