@@ -6,6 +6,7 @@ the Vertex compiler, Model Garden's encoder) and asserts on its result.
 
 import json
 import os
+import tempfile
 
 import apache_beam as beam
 import numpy as np
@@ -78,7 +79,11 @@ def _one_component_pipeline(root, metadata_path=None):
       beam_pipeline_args=["--runner=DirectRunner", "--direct_running_mode=in_memory"])
 
 
-def test_local_dag_runner_records_artifact_in_mlmd(tmp_path):
+def test_local_dag_runner_records_artifact_in_mlmd(monkeypatch, tmp_path):
+  # TFX packs itself for Beam's workers into a mkdtemp() it never removes (our executors remove
+  # theirs: components/common/beam_utils.py); this plain TFX component's goes under tmp_path.
+  (tmp_path / "tmp").mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
   db = tmp_path / "mlmd.sqlite"
   tfx.orchestration.LocalDagRunner().run(_one_component_pipeline(tmp_path / "root", db))
 
